@@ -1,0 +1,221 @@
+//! Extractors shared by every API module: the authenticated tenant, JSON bodies, query strings,
+//! UUID path parameters, pagination and `If-Match`, each turning bad input into the envelope.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use switchyard_schemas::ErrorCode;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The tenant behind the request's bearer key. Every handler touching tenant data takes this, and
+/// every store call takes its id.
+#[derive(Debug, Clone, Copy)]
+pub struct Tenant {
+    pub id: Uuid,
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "missing Authorization header: send `Authorization: Bearer sk_…`",
+            )
+        })?;
+        let rejected = || ApiError::new(ErrorCode::Forbidden, "the API key was rejected");
+        let value = header.to_str().map_err(|_| rejected())?;
+        let key = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(rejected)?
+            .trim();
+        let record = state.store.find_api_key(key).await?.ok_or_else(rejected)?;
+        if record.revoked {
+            return Err(rejected());
+        }
+        state.limiter.check(record.tenant_id)?;
+        Ok(Tenant {
+            id: record.tenant_id,
+        })
+    }
+}
+
+/// A JSON body; syntax errors, wrong types and unknown fields are `VALIDATION_ERROR` with serde's
+/// message (which names the field and position), an oversized body is `PAYLOAD_TOO_LARGE`.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status().as_u16() == 413 {
+        return ApiError::new(ErrorCode::PayloadTooLarge, "the request body is over 1 MiB");
+    }
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::validation("expected a JSON body with `Content-Type: application/json`")
+        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::validation(format!(
+            "malformed JSON: {}",
+            e.body_text()
+                .replace("Failed to parse the request body as JSON: ", "")
+        )),
+        JsonRejection::JsonDataError(e) => ApiError::validation(format!(
+            "invalid body: {}",
+            e.body_text().replace(
+                "Failed to deserialize the JSON body into the target type: ",
+                ""
+            )
+        )),
+        other => ApiError::validation(other.body_text()),
+    }
+}
+
+/// A query string; bad values are `VALIDATION_ERROR`.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| {
+                ApiError::validation(format!(
+                    "invalid query string: {}",
+                    e.body_text()
+                        .replace("Failed to deserialize query string: ", "")
+                ))
+            })
+    }
+}
+
+/// Parses an id from a path or query value.
+pub fn parse_id(what: &str, text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| {
+        ApiError::validation(format!(
+            "`{}` is not a valid {what} (expected a UUID)",
+            text.chars().take(64).collect::<String>()
+        ))
+    })
+}
+
+/// `?limit=&cursor=` of every list (CONTRACT §3).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PageParams {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Validated pagination: a limit of 1–200 (default 50) and the id to continue after.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: u32,
+    pub after: Option<Uuid>,
+}
+
+impl PageParams {
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None | Some("") => 50,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n @ 1..=200) => n,
+                _ => {
+                    return Err(ApiError::field(
+                        "limit",
+                        format!(
+                            "limit must be an integer from 1 to 200, got `{}`",
+                            text.chars().take(32).collect::<String>()
+                        ),
+                    ));
+                }
+            },
+        };
+        let after = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(cursor) => Some(decode_cursor(cursor)?),
+        };
+        Ok(Page { limit, after })
+    }
+}
+
+/// Cursors are opaque to clients; inside they carry the last id of the previous page.
+pub fn encode_cursor(last: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::field(
+                "cursor",
+                "invalid cursor: pass back the `cursor` of the previous page",
+            )
+        })
+}
+
+/// Cuts a page fetched with `limit + 1` rows to `limit` and says where the next one starts;
+/// `None` on the last page.
+pub fn paginate<T>(
+    mut items: Vec<T>,
+    page: Page,
+    id: impl Fn(&T) -> Uuid,
+) -> (Vec<T>, Option<String>) {
+    if items.len() > page.limit as usize {
+        items.truncate(page.limit as usize);
+        let cursor = items.last().map(|last| encode_cursor(id(last)));
+        (items, cursor)
+    } else {
+        (items, None)
+    }
+}
+
+/// `If-Match: "<version>"` (optimistic concurrency, seed 002); absent means apply unconditionally.
+#[derive(Debug, Clone, Copy)]
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::validation("If-Match must be an ETag such as \"3\""))?
+            .trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let bare = text.trim_start_matches("W/").trim_matches('"');
+        bare.parse::<i64>().map(|v| IfMatch(Some(v))).map_err(|_| {
+            ApiError::validation(format!(
+                "If-Match must be an ETag such as \"3\", got `{}`",
+                text.chars().take(32).collect::<String>()
+            ))
+        })
+    }
+}

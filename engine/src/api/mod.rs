@@ -1,0 +1,94 @@
+//! The HTTP API (axum). One module per resource, each with its DTOs, handlers and `router()`;
+//! this file only merges them and adds the layers every route shares.
+
+pub mod error;
+pub mod extract;
+mod health;
+mod limits;
+mod openapi;
+pub mod respond;
+mod workflows;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchyard_actions::ActionRegistry;
+use switchyard_schemas::ErrorCode;
+use switchyard_triggers::ConditionEngine;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::secrets::MasterKey;
+use crate::store::Store;
+pub use error::{ApiError, ApiResult};
+pub use limits::TenantRateLimiter;
+
+/// Bodies over this are refused with 413 (CONTRACT §3).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub actions: Arc<ActionRegistry>,
+    pub conditions: Arc<ConditionEngine>,
+    pub master_key: MasterKey,
+    pub limiter: Arc<TenantRateLimiter>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Every route of the API with the shared layers.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(health::router())
+        .merge(openapi::router())
+        .merge(workflows::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not accept that method",
+    )
+}
+
+/// Request counts and latencies by route and status, for `/metrics`.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let elapsed: Duration = started.elapsed();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("switchyard_http_requests_total", &labels).increment(1);
+    metrics::histogram!("switchyard_http_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
+    response
+}

@@ -1,0 +1,270 @@
+//! Operator settings (CONTRACT §2): every one a flag and an environment variable, flags winning.
+//! Parsed and validated once at start, then passed down as plain structs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Switchyard: workflow automation for commerce.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// HTTP API + cron scheduler + in-process worker pool.
+    Serve {
+        /// API and scheduler only: run workers elsewhere with `switchyard worker`.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Worker pool only; any number of these against one Redis and one database.
+    Worker,
+    /// Apply database migrations.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// VAPID keys for Web Push.
+    Vapid {
+        #[command(subcommand)]
+        command: VapidCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; prints `{"tenantId": "...", "apiKey": "sk_..."}`.
+    Create {
+        #[arg(long, allow_hyphen_values = true)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Mint another API key for a tenant.
+    Create {
+        #[arg(long, allow_hyphen_values = true)]
+        tenant: String,
+    },
+    /// Revoke an API key by its id.
+    Revoke {
+        #[arg(long = "key-id", allow_hyphen_values = true)]
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VapidCommand {
+    /// Print a new key pair: `{"privateKey": "...", "publicKey": "..."}` (base64url, raw P-256).
+    Generate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Settings shared by every subcommand. `global` so they are accepted after the subcommand;
+/// `allow_hyphen_values` because base64url keys may begin with `-`.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// API address.
+    #[arg(
+        long,
+        env = "SWITCHYARD_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// `sqlite://…` (embedded) or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://switchyard.db?mode=rwc",
+        global = true,
+        allow_hyphen_values = true
+    )]
+    pub database_url: String,
+
+    /// Dispatch jobs through Redis; unset: through the SQLite database itself.
+    #[arg(long, env = "REDIS_URL", global = true, allow_hyphen_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Jobs a worker process runs at once.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONCURRENCY",
+        default_value_t = 64,
+        global = true
+    )]
+    pub concurrency: usize,
+
+    /// `smtp://[user:pass@]host:port`, `smtps://…` or `smtp+plain://…`.
+    #[arg(long, env = "SMTP_URL", global = true, allow_hyphen_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// From header of emails.
+    #[arg(
+        long,
+        env = "SWITCHYARD_EMAIL_FROM",
+        default_value = "Switchyard <no-reply@localhost>",
+        global = true,
+        allow_hyphen_values = true
+    )]
+    pub email_from: String,
+
+    /// base64url raw P-256 private key for Web Push.
+    #[arg(
+        long,
+        env = "VAPID_PRIVATE_KEY",
+        global = true,
+        allow_hyphen_values = true
+    )]
+    pub vapid_private_key: Option<String>,
+
+    /// VAPID `sub` claim.
+    #[arg(
+        long,
+        env = "VAPID_SUBJECT",
+        default_value = "mailto:admin@localhost",
+        global = true,
+        allow_hyphen_values = true
+    )]
+    pub vapid_subject: String,
+
+    /// 32 bytes, base64: encrypts integration credentials and webhook secrets at rest.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MASTER_KEY",
+        global = true,
+        allow_hyphen_values = true
+    )]
+    pub master_key: Option<String>,
+
+    /// Let webhooks and integration calls reach loopback/private addresses.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ALLOW_PRIVATE_TARGETS",
+        global = true,
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub allow_private_targets: bool,
+
+    /// Delays between attempts of a failing step; the number of entries is the number of retries.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h",
+        global = true,
+        value_parser = parse_retry_schedule
+    )]
+    pub retry_schedule: RetrySchedule,
+
+    /// `pretty` or `json`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// API requests per second per tenant (the token bucket holds twice this).
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_LIMIT",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub rate_limit: u32,
+}
+
+/// The delays of `--retry-schedule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+fn parse_retry_schedule(text: &str) -> Result<RetrySchedule, String> {
+    let text = text.trim();
+    if text.is_empty() || text == "none" {
+        return Ok(RetrySchedule(Vec::new()));
+    }
+    text.split(',')
+        .map(|part| {
+            let part = part.trim();
+            humantime::parse_duration(part).map_err(|e| format!("`{part}`: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|delays| {
+            if delays.len() > 50 {
+                Err("at most 50 retries".to_owned())
+            } else {
+                Ok(RetrySchedule(delays))
+            }
+        })
+}
+
+impl Settings {
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_after_the_subcommand_and_leading_dashes() {
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "tenant",
+            "create",
+            "--database-url",
+            "sqlite://x.db",
+            "--master-key",
+            "-abc",
+            "--name",
+            "-A",
+        ])
+        .expect("parses");
+        assert_eq!(cli.settings.database_url, "sqlite://x.db");
+        assert_eq!(cli.settings.master_key.as_deref(), Some("-abc"));
+        match cli.command {
+            Command::Tenant {
+                command: TenantCommand::Create { name },
+            } => assert_eq!(name, "-A"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_schedule_parses() {
+        assert_eq!(
+            parse_retry_schedule("1s, 2m").expect("ok").0,
+            vec![Duration::from_secs(1), Duration::from_secs(120)]
+        );
+        assert!(parse_retry_schedule("soon").is_err());
+        assert_eq!(parse_retry_schedule("").expect("ok").0, vec![]);
+    }
+}

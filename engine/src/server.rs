@@ -1,0 +1,134 @@
+//! Assembling a Switchyard process from its settings and running it until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use switchyard_actions::ActionRegistry;
+use switchyard_actions::builtin::BuiltinSettings;
+use switchyard_triggers::{ConditionEngine, ScriptLimits};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, TenantRateLimiter};
+use crate::config::Settings;
+use crate::secrets::{MasterKey, key_file_for_sqlite};
+use crate::store::{Backend, Store};
+
+/// Which parts of the process run; `serve` runs API + scheduler + workers, `serve --no-worker`
+/// API + scheduler, `worker` workers only.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub api: bool,
+    pub workers: bool,
+    pub scheduler: bool,
+}
+
+/// A built process: connected, migrated, keys loaded.
+pub struct App {
+    pub settings: Settings,
+    pub state: AppState,
+}
+
+/// The built-in actions configured from the settings. Integrators build their own registry (this
+/// one plus theirs) and pass it to [`App::build_with`].
+pub fn builtin_actions(settings: &Settings) -> anyhow::Result<ActionRegistry> {
+    switchyard_actions::builtin::registry(&BuiltinSettings {
+        allow_private_targets: settings.allow_private_targets,
+        smtp_url: settings.smtp_url.clone(),
+        email_from: settings.email_from.clone(),
+        vapid_private_key: settings.vapid_private_key.clone(),
+        vapid_subject: settings.vapid_subject.clone(),
+    })
+    .context("configuring the built-in actions")
+}
+
+/// Connects to the database named by the settings and applies migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database_url, 16)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// Loads the master key (CONTRACT §2) and checks it against the database.
+pub async fn load_master_key(settings: &Settings, store: &Store) -> anyhow::Result<MasterKey> {
+    let key = match (&settings.master_key, store.backend()) {
+        (Some(text), _) => {
+            MasterKey::from_base64(text).context("--master-key / SWITCHYARD_MASTER_KEY")?
+        }
+        (None, Backend::Postgres) => bail!(
+            "a master key is required with PostgreSQL: set --master-key or SWITCHYARD_MASTER_KEY \
+             (32 bytes, base64; e.g. `openssl rand -base64 32`)"
+        ),
+        (None, Backend::Sqlite) => match key_file_for_sqlite(&settings.database_url) {
+            Some(path) => MasterKey::load_or_create(&path)?,
+            None => MasterKey::from_base64(&MasterKey::generate_base64())?,
+        },
+    };
+    store.check_master_key(&key).await?;
+    Ok(key)
+}
+
+impl App {
+    /// Builds a process with the built-in actions.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let actions = builtin_actions(&settings)?;
+        Self::build_with(settings, actions).await
+    }
+
+    /// Builds a process with the given action registry (built-ins plus an integrator's own).
+    pub async fn build_with(settings: Settings, actions: ActionRegistry) -> anyhow::Result<App> {
+        let store = open_store(&settings).await?;
+        let master_key = load_master_key(&settings, &store).await?;
+        let state = AppState {
+            store,
+            actions: Arc::new(actions),
+            conditions: Arc::new(ConditionEngine::new(ScriptLimits::default())),
+            master_key,
+            limiter: Arc::new(TenantRateLimiter::new(settings.rate_limit)),
+            metrics: crate::telemetry::metrics_handle(),
+        };
+        Ok(App { settings, state })
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        roles: Roles,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let _ = roles;
+        let router = api::router(self.state.clone());
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

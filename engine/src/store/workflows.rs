@@ -1,0 +1,359 @@
+//! Workflows and their versions. Every update writes a new version row and moves the workflow's
+//! pointer; executions keep the version they started with.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use switchyard_schemas::{ActionSpec, EntityType, Schedule};
+use uuid::Uuid;
+
+use super::tenants::parse_uuid;
+use super::{Store, StoreError, StoreResult, from_ms, now_ms};
+
+/// The validated, storable part of a workflow; secrets inside `actions` are encrypted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowSpec {
+    pub name: String,
+    pub entity_type: EntityType,
+    pub trigger: String,
+    pub actions: Vec<ActionSpec>,
+    #[serde(default)]
+    pub conditions: Map<String, Value>,
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+}
+
+/// A workflow with its current version's spec.
+#[derive(Debug, Clone)]
+pub struct StoredWorkflow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub is_active: bool,
+    pub is_managed: bool,
+    pub version: i64,
+    pub spec: WorkflowSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a create or update writes.
+#[derive(Debug, Clone)]
+pub struct WorkflowWrite {
+    pub spec: WorkflowSpec,
+    pub is_active: bool,
+    pub is_managed: bool,
+}
+
+/// Why an update or delete did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowChangeError {
+    #[error("workflow not found")]
+    NotFound,
+    #[error("workflow is at version {current}, not {expected}")]
+    VersionMismatch { current: i64, expected: i64 },
+    #[error("workflow is managed by an integration and cannot be changed through the API")]
+    Managed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const SELECT: &str = "SELECT w.id, w.tenant_id, w.is_active, w.is_managed, w.current_version, \
+     v.spec, w.created_at, w.updated_at \
+     FROM workflows w JOIN workflow_versions v \
+       ON v.workflow_id = w.id AND v.version = w.current_version";
+
+fn decode(row: &AnyRow) -> StoreResult<StoredWorkflow> {
+    let spec: String = row.try_get(5)?;
+    Ok(StoredWorkflow {
+        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
+        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
+        is_active: row.try_get::<i64, _>(2)? != 0,
+        is_managed: row.try_get::<i64, _>(3)? != 0,
+        version: row.try_get(4)?,
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))?,
+        created_at: from_ms(row.try_get(6)?),
+        updated_at: from_ms(row.try_get(7)?),
+    })
+}
+
+fn spec_json(spec: &WorkflowSpec) -> StoreResult<String> {
+    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    pub async fn insert_workflow(
+        &self,
+        tenant_id: Uuid,
+        write: &WorkflowWrite,
+    ) -> StoreResult<StoredWorkflow> {
+        let id = Uuid::now_v7();
+        let now = now_ms();
+        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        sqlx::query(
+            "INSERT INTO workflows (id, tenant_id, entity_type, trigger_code, name, is_active, \
+             is_managed, current_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+        )
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .bind(write.spec.entity_type.as_str())
+        .bind(&write.spec.trigger)
+        .bind(&write.spec.name)
+        .bind(i64::from(write.is_active))
+        .bind(i64::from(write.is_managed))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        insert_version(&mut tx, tenant_id, id, 1, &write.spec, now).await?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(StoredWorkflow {
+            id,
+            tenant_id,
+            is_active: write.is_active,
+            is_managed: write.is_managed,
+            version: 1,
+            spec: write.spec.clone(),
+            created_at: from_ms(now),
+            updated_at: from_ms(now),
+        })
+    }
+
+    /// Writes a new version. `expected_version` is the client's `If-Match`, when it sent one.
+    pub async fn update_workflow(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        expected_version: Option<i64>,
+        write: &WorkflowWrite,
+    ) -> Result<StoredWorkflow, WorkflowChangeError> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        // Read the current row inside the transaction, then update guarded by the version read:
+        // a concurrent update makes the guard miss and is reported as a conflict.
+        let current = current_row(&mut tx, tenant_id, id).await?;
+        let (version, managed, created_at) = current.ok_or(WorkflowChangeError::NotFound)?;
+        if managed && !write.is_managed {
+            return Err(WorkflowChangeError::Managed);
+        }
+        if let Some(expected) = expected_version
+            && expected != version
+        {
+            return Err(WorkflowChangeError::VersionMismatch {
+                current: version,
+                expected,
+            });
+        }
+        let next = version + 1;
+        let updated = sqlx::query(
+            "UPDATE workflows SET current_version = $1, name = $2, entity_type = $3, \
+             trigger_code = $4, is_active = $5, updated_at = $6 \
+             WHERE id = $7 AND tenant_id = $8 AND current_version = $9 AND deleted_at IS NULL",
+        )
+        .bind(next)
+        .bind(&write.spec.name)
+        .bind(write.spec.entity_type.as_str())
+        .bind(&write.spec.trigger)
+        .bind(i64::from(write.is_active))
+        .bind(now)
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if updated.rows_affected() != 1 {
+            return Err(WorkflowChangeError::VersionMismatch {
+                current: version + 1,
+                expected: expected_version.unwrap_or(version),
+            });
+        }
+        insert_version(&mut tx, tenant_id, id, next, &write.spec, now)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => WorkflowChangeError::VersionMismatch {
+                    current: next,
+                    expected: expected_version.unwrap_or(version),
+                },
+                other => other.into(),
+            })?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(StoredWorkflow {
+            id,
+            tenant_id,
+            is_active: write.is_active,
+            is_managed: managed,
+            version: next,
+            spec: write.spec.clone(),
+            created_at: from_ms(created_at),
+            updated_at: from_ms(now),
+        })
+    }
+
+    pub async fn workflow(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<StoredWorkflow>> {
+        let sql = format!("{SELECT} WHERE w.id = $1 AND w.tenant_id = $2 AND w.deleted_at IS NULL");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(tenant_id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// One page of a tenant's workflows of an entity type, oldest first, after the cursor id.
+    pub async fn list_workflows(
+        &self,
+        tenant_id: Uuid,
+        entity_type: EntityType,
+        include_managed: bool,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredWorkflow>> {
+        let sql = format!(
+            "{SELECT} WHERE w.tenant_id = $1 AND w.entity_type = $2 AND w.deleted_at IS NULL \
+             AND w.id > $3 {} ORDER BY w.id LIMIT $4",
+            if include_managed {
+                ""
+            } else {
+                "AND w.is_managed = 0"
+            }
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id.to_string())
+            .bind(entity_type.as_str())
+            .bind(after.map(|u| u.to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Flips `is_active`; returns the workflow as it now is.
+    pub async fn toggle_workflow(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<StoredWorkflow>> {
+        let updated = sqlx::query(
+            "UPDATE workflows SET is_active = 1 - is_active, updated_at = $1 \
+             WHERE id = $2 AND tenant_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.workflow(tenant_id, id).await
+    }
+
+    /// Soft-deletes: versions stay for the executions that reference them.
+    pub async fn delete_workflow(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        allow_managed: bool,
+    ) -> Result<(), WorkflowChangeError> {
+        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        let (_, managed, _) = current_row(&mut tx, tenant_id, id)
+            .await?
+            .ok_or(WorkflowChangeError::NotFound)?;
+        if managed && !allow_managed {
+            return Err(WorkflowChangeError::Managed);
+        }
+        sqlx::query(
+            "UPDATE workflows SET deleted_at = $1, is_active = 0 WHERE id = $2 AND tenant_id = $3",
+        )
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// A specific version of a workflow (executions run on the version they started with).
+    pub async fn workflow_version(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        version: i64,
+    ) -> StoreResult<Option<WorkflowSpec>> {
+        let row = sqlx::query(
+            "SELECT spec FROM workflow_versions WHERE workflow_id = $1 AND version = $2 AND tenant_id = $3",
+        )
+        .bind(id.to_string())
+        .bind(version)
+        .bind(tenant_id.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|r| {
+            let spec: String = r.try_get(0)?;
+            serde_json::from_str(&spec)
+                .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))
+        })
+        .transpose()
+    }
+}
+
+/// (version, managed, created_at) of a live workflow of the tenant.
+async fn current_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<(i64, bool, i64)>> {
+    let row = sqlx::query(
+        "SELECT current_version, is_managed, created_at FROM workflows \
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    row.map(|r| {
+        Ok((
+            r.try_get::<i64, _>(0)?,
+            r.try_get::<i64, _>(1)? != 0,
+            r.try_get::<i64, _>(2)?,
+        ))
+    })
+    .transpose()
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: Uuid,
+    id: Uuid,
+    version: i64,
+    spec: &WorkflowSpec,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO workflow_versions (workflow_id, version, tenant_id, spec, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(version)
+    .bind(tenant_id.to_string())
+    .bind(spec_json(spec)?)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}

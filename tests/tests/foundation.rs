@@ -1,0 +1,713 @@
+//! The foundation through the public HTTP API, on SQLite and on PostgreSQL: auth, envelope,
+//! trigger catalog, workflow CRUD with versions and ETags, validation, pagination, isolation.
+
+use serde_json::{Value, json};
+use switchyard_tests::{Db, Reply, TestServer, on_both_databases, send};
+
+on_both_databases! {
+    operational_endpoints_answer => operational_endpoints_answer;
+    auth_is_required_and_checked => auth_is_required_and_checked;
+    trigger_catalog_is_stable => trigger_catalog_is_stable;
+    workflow_lifecycle_with_versions_and_etags => workflow_lifecycle_with_versions_and_etags;
+    bad_input_is_refused_and_changes_nothing => bad_input_is_refused_and_changes_nothing;
+    pagination_reaches_the_end => pagination_reaches_the_end;
+    tenants_are_isolated => tenants_are_isolated;
+    rate_limit_answers_429_with_retry_after => rate_limit_answers_429_with_retry_after;
+}
+
+fn delivery_workflow() -> Value {
+    json!({
+        "name": "Customer Delivery Notification",
+        "entityType": "Shipment",
+        "triggerId": "shipment_delivered",
+        "action": {"type": "update_status", "status": "closed"},
+        "conditions": {"status": "delivered"}
+    })
+}
+
+async fn get(server: &TestServer, key: &str, path: &str) -> Reply {
+    send(server.http.get(server.url(path)).bearer_auth(key)).await
+}
+
+async fn post(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
+    send(
+        server
+            .http
+            .post(server.url(path))
+            .bearer_auth(key)
+            .json(body),
+    )
+    .await
+}
+
+async fn configured_count(server: &TestServer, key: &str, entity: &str) -> usize {
+    let reply = get(
+        server,
+        key,
+        &format!("/api/workflows/{entity}/configured?limit=200"),
+    )
+    .await;
+    reply.assert_ok(200).as_array().map(Vec::len).unwrap_or(0)
+}
+
+async fn operational_endpoints_answer(db: Db) {
+    let server = TestServer::start(db).await;
+    let health = send(server.http.get(server.url("/healthz"))).await;
+    assert_eq!(health.assert_ok(200)["status"], "ok");
+    let ready = send(server.http.get(server.url("/readyz"))).await;
+    assert_eq!(ready.assert_ok(200)["status"], "ready");
+
+    // A request id is generated when absent and echoed when sent.
+    assert!(ready.header("x-request-id").is_some_and(|v| !v.is_empty()));
+    let echoed = send(
+        server
+            .http
+            .get(server.url("/healthz"))
+            .header("x-request-id", "req-abc-123"),
+    )
+    .await;
+    assert_eq!(echoed.header("x-request-id"), Some("req-abc-123"));
+
+    let doc = send(server.http.get(server.url("/api/openapi.json"))).await;
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc.body["openapi"]
+    );
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/openapi.json",
+        "/api/workflows/triggers/{entityType}",
+        "/api/workflows/{entityType}/configured",
+        "/api/workflows/configure",
+        "/api/workflows/configured/{guid}",
+        "/api/workflows/configured/{guid}/toggle",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "OpenAPI lacks {path}: {:?}",
+            paths.keys()
+        );
+    }
+    assert!(
+        paths["/api/workflows/configured/{guid}/toggle"]
+            .get("post")
+            .is_some()
+    );
+
+    // Unknown routes and methods answer in the envelope too.
+    send(server.http.get(server.url("/api/nothing-here")))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    send(server.http.put(server.url("/api/workflows/configure")))
+        .await
+        .assert_error(405, "METHOD_NOT_ALLOWED");
+
+    let metrics = send(server.http.get(server.url("/metrics"))).await;
+    let text = metrics.body.as_str().expect("text");
+    assert!(text.contains("switchyard_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/readyz\""), "{text}");
+    server.stop().await;
+}
+
+async fn auth_is_required_and_checked(db: Db) {
+    let server = TestServer::start(db).await;
+    let (tenant, key) = server.tenant("Acme").await;
+    let path = server.url("/api/workflows/Order/configured");
+
+    send(server.http.get(&path))
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    send(server.http.get(&path).bearer_auth("not-a-key"))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    let unknown = format!("sk_{}", "A".repeat(43));
+    send(server.http.get(&path).bearer_auth(&unknown))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    send(
+        server
+            .http
+            .get(&path)
+            .header("authorization", format!("Basic {key}")),
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
+    send(server.http.get(&path).bearer_auth(&key))
+        .await
+        .assert_ok(200);
+
+    // A second key works; once revoked, it is refused while the first still works.
+    let settings = switchyard_tests::settings(&server.db, &[]);
+    let second = switchyard::cli::key(
+        &settings,
+        switchyard::config::KeyCommand::Create {
+            tenant: tenant.clone(),
+        },
+    )
+    .await
+    .expect("key create");
+    let second_key = second["apiKey"].as_str().expect("apiKey").to_owned();
+    send(server.http.get(&path).bearer_auth(&second_key))
+        .await
+        .assert_ok(200);
+    switchyard::cli::key(
+        &settings,
+        switchyard::config::KeyCommand::Revoke {
+            key_id: second["keyId"].as_str().expect("keyId").to_owned(),
+        },
+    )
+    .await
+    .expect("revoke");
+    send(server.http.get(&path).bearer_auth(&second_key))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    send(server.http.get(&path).bearer_auth(&key))
+        .await
+        .assert_ok(200);
+    server.stop().await;
+}
+
+async fn trigger_catalog_is_stable(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let reply = get(&server, &key, "/api/workflows/triggers/order").await;
+    assert_eq!(reply.body["cursor"], Value::Null);
+    let triggers = reply.assert_ok(200).as_array().expect("list").clone();
+    let codes: Vec<&str> = triggers.iter().filter_map(|t| t["code"].as_str()).collect();
+    for code in [
+        "order_created",
+        "order_status_changed",
+        "order_paid",
+        "order_cancelled",
+        "order_fulfilled",
+        "order_schedule",
+    ] {
+        assert!(codes.contains(&code), "{code} missing from {codes:?}");
+    }
+    for t in &triggers {
+        assert!(t["name"].as_str().is_some_and(|n| !n.is_empty()));
+        assert!(t["description"].as_str().is_some_and(|n| !n.is_empty()));
+    }
+    // Guids are UUID v5 of the code: the same on every deployment, hence on this one twice.
+    let again = get(&server, &key, "/api/workflows/triggers/ORDER").await;
+    assert_eq!(again.assert_ok(200), &Value::Array(triggers.clone()));
+    let paid = triggers
+        .iter()
+        .find(|t| t["code"] == "order_paid")
+        .expect("order_paid");
+    let guid = paid["guid"].as_str().expect("guid");
+    assert_eq!(
+        uuid::Uuid::parse_str(guid).expect("uuid").get_version_num(),
+        5
+    );
+
+    for (entity, code) in [
+        ("Shipment", "shipment_delivered"),
+        ("Customer", "customer_created"),
+        ("Product", "product_out_of_stock"),
+    ] {
+        let list = get(&server, &key, &format!("/api/workflows/triggers/{entity}")).await;
+        assert!(
+            list.assert_ok(200)
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|t| t["code"] == code),
+            "{entity}"
+        );
+    }
+    get(&server, &key, "/api/workflows/triggers/Invoice")
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+
+    // A workflow may name its trigger by guid.
+    let mut body = json!({
+        "name": "Paid", "entityType": "Order", "triggerId": guid,
+        "action": {"type": "update_status", "status": "processing"}
+    });
+    let created = post(&server, &key, "/api/workflows/configure", &body).await;
+    assert_eq!(created.assert_ok(201)["trigger"], "order_paid");
+    assert_eq!(created.body["data"]["triggerId"], guid);
+    body["triggerId"] = json!(guid.to_uppercase());
+    post(&server, &key, "/api/workflows/configure", &body)
+        .await
+        .assert_ok(201);
+    server.stop().await;
+}
+
+async fn workflow_lifecycle_with_versions_and_etags(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+
+    let created = post(
+        &server,
+        &key,
+        "/api/workflows/configure",
+        &delivery_workflow(),
+    )
+    .await;
+    let record = created.assert_ok(201).clone();
+    let guid = record["guid"].as_str().expect("guid").to_owned();
+    assert_eq!(created.header("etag"), Some("\"1\""));
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/workflows/configured/{guid}").as_str())
+    );
+    assert_eq!(record["name"], "Customer Delivery Notification");
+    assert_eq!(record["entityType"], "Shipment");
+    assert_eq!(record["trigger"], "shipment_delivered");
+    assert_eq!(record["action"], "update_status");
+    assert_eq!(record["isActive"], true);
+    assert_eq!(record["isManaged"], false);
+    assert_eq!(record["version"], 1);
+    assert_eq!(record["actions"][0]["status"], "closed");
+    assert_eq!(record["conditions"]["status"], "delivered");
+    assert_eq!(
+        uuid::Uuid::parse_str(&guid)
+            .expect("uuid")
+            .get_version_num(),
+        7
+    );
+
+    let one = get(&server, &key, &format!("/api/workflows/configured/{guid}")).await;
+    assert_eq!(one.assert_ok(200), &record);
+    assert_eq!(one.header("etag"), Some("\"1\""));
+
+    let listed = get(&server, &key, "/api/workflows/shipment/configured").await;
+    assert_eq!(listed.assert_ok(200).as_array().expect("list").len(), 1);
+    assert_eq!(listed.body["cursor"], Value::Null);
+    assert_eq!(configured_count(&server, &key, "Order").await, 0);
+
+    // Update with the current ETag: a new version.
+    let mut update = delivery_workflow();
+    update["guid"] = json!(guid);
+    update["name"] = json!("Delivered: close it");
+    update["condition"] = json!("entity.total > 100");
+    let updated = send(
+        server
+            .http
+            .post(server.url("/api/workflows/configure"))
+            .bearer_auth(&key)
+            .header("if-match", "\"1\"")
+            .json(&update),
+    )
+    .await;
+    assert_eq!(updated.assert_ok(200)["version"], 2);
+    assert_eq!(updated.header("etag"), Some("\"2\""));
+    assert_eq!(updated.body["data"]["condition"], "entity.total > 100");
+    assert_eq!(updated.body["data"]["createdAt"], record["createdAt"]);
+
+    // A stale ETag is a conflict and changes nothing.
+    update["name"] = json!("Stale write");
+    let stale = send(
+        server
+            .http
+            .post(server.url("/api/workflows/configure"))
+            .bearer_auth(&key)
+            .header("if-match", "\"1\"")
+            .json(&update),
+    )
+    .await;
+    stale.assert_error(409, "CONFLICT");
+    let now = get(&server, &key, &format!("/api/workflows/configured/{guid}")).await;
+    assert_eq!(now.assert_ok(200)["name"], "Delivered: close it");
+
+    // Without If-Match the update applies (seed-001 clients do not send it).
+    let blind = post(&server, &key, "/api/workflows/configure", &update).await;
+    assert_eq!(blind.assert_ok(200)["version"], 3);
+    assert_eq!(blind.body["data"]["name"], "Stale write");
+
+    // Toggle off by GET, on by POST.
+    let off = get(
+        &server,
+        &key,
+        &format!("/api/workflows/configured/{guid}/toggle"),
+    )
+    .await;
+    assert_eq!(
+        off.assert_ok(200),
+        &json!({"guid": guid, "isActive": false})
+    );
+    let on = send(
+        server
+            .http
+            .post(server.url(&format!("/api/workflows/configured/{guid}/toggle")))
+            .bearer_auth(&key),
+    )
+    .await;
+    assert_eq!(on.assert_ok(200)["isActive"], true);
+
+    // An update naming a guid that does not exist is 404.
+    let mut ghost = delivery_workflow();
+    ghost["guid"] = json!(uuid::Uuid::now_v7());
+    post(&server, &key, "/api/workflows/configure", &ghost)
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    // Delete, then it is gone for every verb.
+    let deleted = send(
+        server
+            .http
+            .delete(server.url(&format!("/api/workflows/configured/{guid}")))
+            .bearer_auth(&key),
+    )
+    .await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(deleted.body, json!({"success": true}));
+    get(&server, &key, &format!("/api/workflows/configured/{guid}"))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    get(
+        &server,
+        &key,
+        &format!("/api/workflows/configured/{guid}/toggle"),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    send(
+        server
+            .http
+            .delete(server.url(&format!("/api/workflows/configured/{guid}")))
+            .bearer_auth(&key),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    assert_eq!(configured_count(&server, &key, "Shipment").await, 0);
+    server.stop().await;
+}
+
+async fn bad_input_is_refused_and_changes_nothing(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let url = server.url("/api/workflows/configure");
+
+    let raw = |body: &str| {
+        server
+            .http
+            .post(&url)
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+    };
+    let malformed = send(raw("{\"name\": ")).await;
+    malformed.assert_error(400, "VALIDATION_ERROR");
+    send(raw("[]")).await.assert_error(400, "VALIDATION_ERROR");
+    send(server.http.post(&url).bearer_auth(&key).body("name=x"))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "wrong type",
+            json!({"name": 5, "entityType": "Shipment", "triggerId": "shipment_delivered", "action": {"type": "update_status", "status": "x"}}),
+        ),
+        (
+            "unknown field",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_delivered", "action": {"type": "update_status", "status": "x"}, "colour": "red"}),
+        ),
+        (
+            "unknown entity",
+            json!({"name": "x", "entityType": "Invoice", "triggerId": "shipment_delivered", "action": {"type": "update_status", "status": "x"}}),
+        ),
+        (
+            "unknown trigger",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_teleported", "action": {"type": "update_status", "status": "x"}}),
+        ),
+        (
+            "trigger of another entity",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "order_paid", "action": {"type": "update_status", "status": "x"}}),
+        ),
+        (
+            "unknown action",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_delivered", "action": {"type": "send_fax"}}),
+        ),
+        (
+            "missing action field",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_delivered", "action": {"type": "update_status"}}),
+        ),
+        (
+            "no action",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_delivered"}),
+        ),
+        (
+            "both action and actions",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_delivered", "action": {"type": "update_status", "status": "x"}, "actions": [{"type": "delay", "duration": "1h"}]}),
+        ),
+        (
+            "bad delay",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_delivered", "actions": [{"type": "delay", "duration": "whenever"}]}),
+        ),
+        (
+            "empty name",
+            json!({"name": "  ", "entityType": "Shipment", "triggerId": "shipment_delivered", "action": {"type": "update_status", "status": "x"}}),
+        ),
+        (
+            "bad template",
+            json!({"name": "x", "entityType": "Shipment", "triggerId": "shipment_delivered", "action": {"type": "update_status", "status": "{{ entity.status "}}),
+        ),
+        (
+            "schedule missing",
+            json!({"name": "x", "entityType": "Order", "triggerId": "order_schedule", "action": {"type": "update_status", "status": "x"}}),
+        ),
+        (
+            "schedule not allowed",
+            json!({"name": "x", "entityType": "Order", "triggerId": "order_paid", "action": {"type": "update_status", "status": "x"}, "schedule": {"cron": "0 0 9 * * *"}}),
+        ),
+        (
+            "bad cron",
+            json!({"name": "x", "entityType": "Order", "triggerId": "order_schedule", "action": {"type": "update_status", "status": "x"}, "schedule": {"cron": "every day"}}),
+        ),
+        (
+            "bad zone",
+            json!({"name": "x", "entityType": "Order", "triggerId": "order_schedule", "action": {"type": "update_status", "status": "x"}, "schedule": {"cron": "0 0 9 * * *", "timezone": "Mars/Olympus"}}),
+        ),
+        (
+            "bad conditions",
+            json!({"name": "x", "entityType": "Order", "triggerId": "order_paid", "action": {"type": "update_status", "status": "x"}, "conditions": {"": 1}}),
+        ),
+        (
+            "conditions not a map",
+            json!({"name": "x", "entityType": "Order", "triggerId": "order_paid", "action": {"type": "update_status", "status": "x"}, "conditions": [1]}),
+        ),
+    ];
+    for (what, body) in cases {
+        let reply = post(&server, &key, "/api/workflows/configure", &body).await;
+        assert_eq!(reply.status, 400, "{what}: {:?}", reply.body);
+        reply.assert_error(400, "VALIDATION_ERROR");
+    }
+
+    // A condition that does not compile: Rhai's message with its position.
+    let bad_rhai = json!({"name": "x", "entityType": "Order", "triggerId": "order_paid",
+        "action": {"type": "update_status", "status": "x"}, "condition": "entity.total >"});
+    let reply = post(&server, &key, "/api/workflows/configure", &bad_rhai).await;
+    reply.assert_error(400, "VALIDATION_ERROR");
+    assert_eq!(reply.body["error"]["details"]["field"], "condition");
+    assert!(
+        reply.body["error"]["details"]["line"].is_number(),
+        "{:?}",
+        reply.body
+    );
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("line"),
+        "{:?}",
+        reply.body
+    );
+
+    // Unknown variables and eval are refused by the sandbox at compile time.
+    for source in ["secrets.key == 1", "eval(\"1\") == 1"] {
+        let mut body = bad_rhai.clone();
+        body["condition"] = json!(source);
+        post(&server, &key, "/api/workflows/configure", &body)
+            .await
+            .assert_error(400, "VALIDATION_ERROR");
+    }
+
+    // A script that never ends is stopped by the sandbox's limits, and refused.
+    for source in ["loop { } ; true", "let x = 0; while true { x += 1; } x > 1"] {
+        let mut body = bad_rhai.clone();
+        body["condition"] = json!(source);
+        let started = std::time::Instant::now();
+        let reply = post(&server, &key, "/api/workflows/configure", &body).await;
+        reply.assert_error(400, "VALIDATION_ERROR");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "sandbox did not stop `{source}` quickly"
+        );
+    }
+
+    // A body over 1 MiB.
+    let huge = json!({"name": "x".repeat(1_100_000), "entityType": "Order", "triggerId": "order_paid", "action": {"type": "update_status", "status": "x"}});
+    post(&server, &key, "/api/workflows/configure", &huge)
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
+
+    // Bad path and query parameters.
+    get(&server, &key, "/api/workflows/configured/not-a-uuid")
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    get(
+        &server,
+        &key,
+        "/api/workflows/Order/configured?managed=maybe",
+    )
+    .await
+    .assert_error(400, "VALIDATION_ERROR");
+    let send_if_match = send(
+        server
+            .http
+            .post(&url)
+            .bearer_auth(&key)
+            .header("if-match", "yesterday")
+            .json(&delivery_workflow()),
+    )
+    .await;
+    send_if_match.assert_error(400, "VALIDATION_ERROR");
+
+    for entity in ["Order", "Shipment", "Customer", "Product"] {
+        assert_eq!(
+            configured_count(&server, &key, entity).await,
+            0,
+            "{entity}: bad input changed something"
+        );
+    }
+    server.stop().await;
+}
+
+async fn pagination_reaches_the_end(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let mut body = delivery_workflow();
+        body["name"] = json!(format!("wf {i}"));
+        created.push(
+            post(&server, &key, "/api/workflows/configure", &body)
+                .await
+                .assert_ok(201)["guid"]
+                .clone(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/workflows/Shipment/configured?limit=3&cursor={c}"),
+            None => "/api/workflows/Shipment/configured?limit=3".to_owned(),
+        };
+        let reply = get(&server, &key, &path).await;
+        let items = reply.assert_ok(200).as_array().expect("list").clone();
+        pages += 1;
+        seen.extend(items.iter().map(|w| w["guid"].clone()));
+        match reply.body["cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, created, "every workflow once, in creation order");
+
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "limit=abc",
+        "cursor=%%%",
+        "cursor=bm90LWEtY3Vyc29y",
+    ] {
+        get(
+            &server,
+            &key,
+            &format!("/api/workflows/Shipment/configured?{bad}"),
+        )
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    }
+    server.stop().await;
+}
+
+async fn tenants_are_isolated(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key_a) = server.tenant("A").await;
+    let (_, key_b) = server.tenant("B").await;
+    let created = post(
+        &server,
+        &key_a,
+        "/api/workflows/configure",
+        &delivery_workflow(),
+    )
+    .await;
+    let guid = created.assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned();
+
+    get(
+        &server,
+        &key_b,
+        &format!("/api/workflows/configured/{guid}"),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    get(
+        &server,
+        &key_b,
+        &format!("/api/workflows/configured/{guid}/toggle"),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    send(
+        server
+            .http
+            .post(server.url(&format!("/api/workflows/configured/{guid}/toggle")))
+            .bearer_auth(&key_b),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    send(
+        server
+            .http
+            .delete(server.url(&format!("/api/workflows/configured/{guid}")))
+            .bearer_auth(&key_b),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    let mut hijack = delivery_workflow();
+    hijack["guid"] = json!(guid);
+    hijack["name"] = json!("hijacked");
+    post(&server, &key_b, "/api/workflows/configure", &hijack)
+        .await
+        .assert_error(404, "NOT_FOUND");
+    assert_eq!(configured_count(&server, &key_b, "Shipment").await, 0);
+
+    // A's workflow is untouched by all of that.
+    let mine = get(
+        &server,
+        &key_a,
+        &format!("/api/workflows/configured/{guid}"),
+    )
+    .await;
+    let data = mine.assert_ok(200);
+    assert_eq!(data["name"], "Customer Delivery Notification");
+    assert_eq!(data["isActive"], true);
+    assert_eq!(data["version"], 1);
+    server.stop().await;
+}
+
+async fn rate_limit_answers_429_with_retry_after(db: Db) {
+    let server = TestServer::start_with(db, &["--rate-limit", "1"]).await;
+    let (_, key) = server.tenant("Acme").await;
+    let (_, other) = server.tenant("Other").await;
+    let path = "/api/workflows/triggers/Order";
+    // A bucket of 2 at 1/s: the third request in a row is refused.
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..4 {
+        let reply = get(&server, &key, path).await;
+        statuses.push(reply.status);
+        if reply.status == 429 {
+            limited = Some(reply);
+        }
+    }
+    let limited = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    limited.assert_error(429, "RATE_LIMITED");
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Another tenant has its own bucket.
+    get(&server, &other, path).await.assert_ok(200);
+    server.stop().await;
+}
