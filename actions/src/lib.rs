@@ -7,8 +7,11 @@
 //! [`Effect`].
 
 pub mod builtin;
+pub mod http;
 mod registry;
+pub mod sign;
 pub mod template;
+pub mod vapid;
 
 use std::future::Future;
 use std::time::Duration;

@@ -100,10 +100,10 @@ fn render_value(
 pub fn render_str(env: &Environment<'_>, source: &str, scope: &Value) -> Result<String, String> {
     env.render_str(source, scope).map_err(|e| {
         let mut msg = e.to_string();
-        if let Some(detail) = e.detail() {
-            if !msg.contains(detail) {
-                msg = format!("{msg}: {detail}");
-            }
+        if let Some(detail) = e.detail()
+            && !msg.contains(detail)
+        {
+            msg = format!("{msg}: {detail}");
         }
         msg
     })
@@ -112,6 +112,14 @@ pub fn render_str(env: &Environment<'_>, source: &str, scope: &Value) -> Result<
 /// Renders one template string with the standard sandboxed environment.
 pub fn render(source: &str, scope: &Value) -> Result<String, String> {
     render_str(&environment(), source, scope)
+}
+
+/// Renders one template string as HTML: every value is HTML-escaped on output, so entity data
+/// (a customer name, a product title) cannot inject markup. Same sandbox as [`render`].
+pub fn render_html(source: &str, scope: &Value) -> Result<String, String> {
+    let mut env = environment();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    render_str(&env, source, scope)
 }
 
 #[cfg(test)]
@@ -123,20 +131,22 @@ mod tests {
     fn renders_nested_strings_and_reports_the_parameter() {
         let params = json!({"subject": "Order {{ entity.id }}", "headers": {"X-N": "{{ event.trigger }}"}, "n": 3});
         let scope = json!({"entity": {"id": "ord_1"}, "event": {"trigger": "order_paid"}});
-        let out = render_params(params.as_object().unwrap(), &scope, &[]).unwrap();
+        let out = render_params(params.as_object().expect("an object"), &scope, &[])
+            .expect("should render");
         assert_eq!(out["subject"], "Order ord_1");
         assert_eq!(out["headers"]["X-N"], "order_paid");
         assert_eq!(out["n"], 3);
 
         let bad = json!({"subject": "{{ entity.id | nosuchfilter }}"});
-        let err = render_params(bad.as_object().unwrap(), &scope, &[]).unwrap_err();
+        let err = render_params(bad.as_object().expect("an object"), &scope, &[])
+            .expect_err("should fail");
         assert!(err.starts_with("subject:"), "{err}");
     }
 
     #[test]
     fn unparsable_template_is_a_validation_error() {
         let bad = json!({"body": "Hello {{ entity.name "});
-        let err = check_params(bad.as_object().unwrap()).unwrap_err();
+        let err = check_params(bad.as_object().expect("an object")).expect_err("should fail");
         assert_eq!(err.field.as_deref(), Some("body"));
     }
 
@@ -147,7 +157,7 @@ mod tests {
             "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
             &scope,
         )
-        .unwrap_err();
+        .expect_err("should fail");
         assert!(err.to_lowercase().contains("fuel"), "{err}");
     }
 }

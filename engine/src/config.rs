@@ -190,6 +190,27 @@ pub struct Settings {
     )]
     pub log_format: LogFormat,
 
+    /// How long a worker holds a claimed step before another worker may take it over (renewed
+    /// while the step runs).
+    #[arg(long, env = "SWITCHYARD_LEASE", default_value = "15s", global = true, value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// How often each worker process looks for expired leases and work the queue lost.
+    #[arg(long, env = "SWITCHYARD_SWEEP_INTERVAL", default_value = "1s", global = true, value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// A due step still waiting this long is dispatched again (the queue may have lost it).
+    #[arg(long, env = "SWITCHYARD_REDISPATCH_AFTER", default_value = "20s", global = true, value_parser = parse_duration)]
+    pub redispatch_after: Duration,
+
+    /// At shutdown, how long running steps may take to finish before they are handed back.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE", default_value = "10s", global = true, value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Key prefix of the Redis queue (several deployments may share one Redis).
+    #[arg(long, env = "SWITCHYARD_REDIS_PREFIX", default_value = "switchyard", global = true)]
+    pub redis_prefix: String,
+
     /// API requests per second per tenant (the token bucket holds twice this).
     #[arg(
         long,
@@ -198,6 +219,10 @@ pub struct Settings {
         global = true
     )]
     pub rate_limit: u32,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// The delays of `--retry-schedule`.

@@ -4,6 +4,9 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dry_run;
+pub mod executor;
+pub mod queue;
 pub mod secrets;
 pub mod server;
 pub mod store;

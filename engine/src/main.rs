@@ -64,12 +64,15 @@ async fn run(args: Cli) -> anyhow::Result<()> {
 async fn serve(settings: switchyard::Settings, roles: Roles) -> anyhow::Result<()> {
     let listen = settings.listen;
     let app = App::build(settings).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
-    if roles.api {
-        println!("switchyard listening on http://{addr}");
-    }
+    let listener = if roles.api {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        println!("switchyard listening on http://{}", listener.local_addr()?);
+        Some(listener)
+    } else {
+        tracing::info!("worker started");
+        None
+    };
     app.serve(listener, roles, server::shutdown_signal()).await
 }

@@ -11,6 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, TenantRateLimiter};
 use crate::config::Settings;
+use crate::executor::{Executor, ExecutorSettings};
+use crate::queue::Dispatch;
+use crate::queue::sqlite::SqliteDispatch;
 use crate::secrets::{MasterKey, key_file_for_sqlite};
 use crate::store::{Backend, Store};
 
@@ -81,32 +84,95 @@ impl App {
     pub async fn build_with(settings: Settings, actions: ActionRegistry) -> anyhow::Result<App> {
         let store = open_store(&settings).await?;
         let master_key = load_master_key(&settings, &store).await?;
+        let dispatch = open_dispatch(&settings, &store).await?;
+        let actions = Arc::new(actions);
+        let conditions = Arc::new(ConditionEngine::new(ScriptLimits::default()));
+        let executor = Arc::new(Executor::new(
+            store.clone(),
+            dispatch,
+            actions.clone(),
+            conditions.clone(),
+            master_key.clone(),
+            ExecutorSettings {
+                lease: settings.lease,
+                retry_schedule: settings.retry_schedule.0.clone(),
+                sweep_interval: settings.sweep_interval,
+                redispatch_after: settings.redispatch_after,
+                ..ExecutorSettings::default()
+            },
+        ));
         let state = AppState {
             store,
-            actions: Arc::new(actions),
-            conditions: Arc::new(ConditionEngine::new(ScriptLimits::default())),
+            actions,
+            conditions,
             master_key,
             limiter: Arc::new(TenantRateLimiter::new(settings.rate_limit)),
             metrics: crate::telemetry::metrics_handle(),
+            executor,
+            settings: Arc::new(settings.clone()),
         };
         Ok(App { settings, state })
     }
 
-    /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+    /// Runs the roles asked for until `shutdown` resolves: the API on `listener` (drained on
+    /// shutdown) and the worker pool (running steps finish or are handed back).
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         roles: Roles,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let _ = roles;
-        let router = api::router(self.state.clone());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(listener) = listener.filter(|_| roles.api) {
+            let router = api::router(self.state.clone());
+            let signal = stopped();
+            tasks.spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(signal)
+                    .await
+                    .context("serving HTTP")
+            });
+        }
+        if roles.workers {
+            let executor = self.state.executor.clone();
+            let concurrency = self.settings.concurrency;
+            let grace = self.settings.shutdown_grace;
+            let signal = stopped();
+            tasks.spawn(async move {
+                crate::executor::worker::run(executor, concurrency, grace, signal).await
+            });
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => result = Err(anyhow::anyhow!("a task of the server failed: {e}")),
+            }
+        }
         self.state.store.close().await;
-        Ok(())
+        result
+    }
+}
+
+/// The dispatcher the settings ask for: Redis when `--redis-url` is set, else the SQLite file.
+pub async fn open_dispatch(settings: &Settings, store: &Store) -> anyhow::Result<Arc<dyn Dispatch>> {
+    match (&settings.redis_url, store.backend()) {
+        (Some(_), _) => bail!("TEMP: redis dispatch not wired yet"),
+        (None, Backend::Sqlite) => Ok(Arc::new(SqliteDispatch::new(store.clone()))),
+        (None, Backend::Postgres) => bail!(
+            "PostgreSQL needs Redis to dispatch jobs: set --redis-url / REDIS_URL \
+             (the database-backed queue is for the embedded SQLite default only)"
+        ),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Harness for the end-to-end tests: a real Switchyard server on port 0 over a fresh SQLite file or
 //! a fresh PostgreSQL schema, and a small HTTP client that speaks its envelope.
 
+pub mod receiver;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,8 +35,14 @@ pub enum Db {
 pub struct TestDb {
     pub kind: Db,
     pub url: String,
+    /// This test's own Redis keys (the Redis server is shared).
+    pub redis_prefix: String,
     pub dir: Option<tempfile::TempDir>,
     schema: Option<String>,
+}
+
+fn random_prefix() -> String {
+    format!("sytest_{}", Uuid::new_v4().simple())
 }
 
 impl TestDb {
@@ -51,6 +59,7 @@ impl TestDb {
                     url,
                     dir: Some(dir),
                     schema: None,
+                    redis_prefix: random_prefix(),
                 })
             }
             Db::Postgres => {
@@ -69,6 +78,7 @@ impl TestDb {
                     url,
                     dir: None,
                     schema: Some(schema),
+                    redis_prefix: random_prefix(),
                 })
             }
         }
@@ -102,9 +112,20 @@ pub fn settings(db: &TestDb, extra: &[&str]) -> switchyard::Settings {
     args.extend(["--database-url".into(), db.url.clone()]);
     args.extend(["--listen".into(), "127.0.0.1:0".into()]);
     args.extend(["--allow-private-targets".into()]);
+    // Short timings so retries, recovery and sweeps happen within a test's patience.
+    for (flag, value) in [
+        ("--retry-schedule", "100ms,100ms,100ms"),
+        ("--sweep-interval", "100ms"),
+        ("--redispatch-after", "2s"),
+        ("--lease", "3s"),
+        ("--shutdown-grace", "2s"),
+    ] {
+        args.extend([flag.into(), value.into()]);
+    }
     if db.kind == Db::Postgres {
         args.extend(["--master-key".into(), TEST_MASTER_KEY.into()]);
         args.extend(["--redis-url".into(), redis_url()]);
+        args.extend(["--redis-prefix".into(), db.redis_prefix.clone()]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     match Cli::try_parse_from(args) {
@@ -148,7 +169,7 @@ impl TestServer {
             workers: true,
             scheduler: true,
         };
-        let task = tokio::spawn(app.serve(listener, roles, async move {
+        let task = tokio::spawn(app.serve(Some(listener), roles, async move {
             let _ = stopped.await;
         }));
         TestServer {
@@ -270,4 +291,36 @@ macro_rules! on_both_databases {
             )*
         }
     };
+}
+
+/// Polls `GET path` until `check` accepts the data, or panics after `timeout`.
+pub async fn eventually(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let reply = send(server.http.get(server.url(path)).bearer_auth(key)).await;
+        if reply.status == 200 && check(&reply.body["data"]) {
+            return reply.body["data"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} did not reach the expected state in {timeout:?}: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The `switchyard` binary built for these tests (the test command builds it first).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("switchyard");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p switchyard` first (the test script does)", bin.display());
+    bin
 }

@@ -1,10 +1,16 @@
 //! The built-in actions and the one place they are registered.
 
 mod delay;
+pub mod email;
+mod push;
 mod update_status;
+mod webhook;
 
 pub use delay::{DelayAction, parse_duration};
+pub use email::{EmailAction, EmailConfig, SmtpSecurity, SmtpUrl};
+pub use push::{PushAction, PushConfig};
 pub use update_status::UpdateStatusAction;
+pub use webhook::{Clock, WebhookAction, WebhookConfig};
 
 use crate::ActionRegistry;
 
@@ -43,5 +49,13 @@ pub fn registry(_settings: &BuiltinSettings) -> Result<ActionRegistry, SetupErro
     let mut registry = ActionRegistry::new();
     registry.register(UpdateStatusAction);
     registry.register(DelayAction);
+    registry.register(WebhookAction::new(crate::http::GuardedClient::new(
+        _settings.allow_private_targets,
+    )?));
+    registry.register(EmailAction::new(_settings)?);
+    registry.register(PushAction::new(
+        _settings,
+        crate::http::GuardedClient::new(_settings.allow_private_targets)?,
+    )?);
     Ok(registry)
 }

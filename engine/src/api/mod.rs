@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod extract;
+mod events;
+mod executions;
 mod health;
 mod limits;
 mod openapi;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub master_key: MasterKey,
     pub limiter: Arc<TenantRateLimiter>,
     pub metrics: PrometheusHandle,
+    pub executor: Arc<crate::executor::Executor>,
+    pub settings: Arc<crate::config::Settings>,
 }
 
 /// Every route of the API with the shared layers.
@@ -50,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(workflows::router())
+        .merge(events::router())
+        .merge(executions::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -15,11 +15,16 @@ use super::AppState;
         openapi_json,
         super::workflows::triggers, super::workflows::list_configured, super::workflows::get_one,
         super::workflows::configure, super::workflows::toggle, super::workflows::toggle_post,
-        super::workflows::remove,
+        super::workflows::remove, super::workflows::resume, super::workflows::resume_post,
+        super::workflows::test_workflow,
+        super::events::ingest, super::events::get_event, super::events::list_events,
+        super::executions::list_executions, super::executions::get_execution, super::executions::cancel,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "workflows", description = "Workflows and the trigger catalog"),
+        (name = "events", description = "Entity events in, and what they matched"),
+        (name = "executions", description = "Executions of workflows, their steps and attempts"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]

@@ -14,6 +14,8 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{IfMatch, Json, PageParams, Query, Tenant, paginate, parse_id};
+use serde::Serialize;
+use utoipa::ToSchema;
 use super::respond::{list, ok, success};
 use crate::store::{StoredWorkflow, WorkflowWrite};
 use crate::workflow_spec::{Revealed, Validator, to_record};
@@ -34,6 +36,8 @@ pub fn router() -> Router<AppState> {
             "/api/workflows/configured/{guid}/toggle",
             get(toggle).post(toggle),
         )
+        .route("/api/workflows/resume-workflow", get(resume).post(resume))
+        .route("/api/workflows/test", post(test_workflow))
 }
 
 fn entity(text: &str) -> ApiResult<EntityType> {
@@ -204,6 +208,14 @@ async fn configure(
             state.store.insert_workflow(tenant.id, &write).await?,
         ),
     };
+    // Saving a workflow re-enables the endpoints it uses (CONTRACT §5, endpoint health).
+    let endpoints: Vec<String> = stored
+        .spec
+        .actions
+        .iter()
+        .filter_map(|a| state.actions.get(&a.kind).and_then(|action| action.endpoint(&a.params)))
+        .collect();
+    state.store.enable_endpoints(tenant.id, &endpoints).await?;
     let mut headers = etag(stored.version);
     if status == StatusCode::CREATED
         && let Ok(location) =
@@ -236,6 +248,14 @@ async fn toggle(
         .toggle_workflow(tenant.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("workflow"))?;
+    if stored.is_active {
+        // On again: the executions that toggling off paused go on from where they stopped.
+        let (_, jobs) = state
+            .store
+            .resume_executions(tenant.id, None, Some(id), Some("workflow_disabled"))
+            .await?;
+        state.executor.dispatch(&jobs).await;
+    }
     Ok((
         etag(stored.version),
         ok(ToggleResult {
@@ -270,5 +290,128 @@ async fn remove(
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id("workflow guid", &guid)?;
     state.store.delete_workflow(tenant.id, id, false).await?;
+    state.store.cancel_executions(tenant.id, None, Some(id)).await?;
     Ok(success())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeQuery {
+    /// A paused execution's id, or a workflow guid (every paused execution of it).
+    workflow_id: Option<String>,
+}
+
+/// Resume a paused execution (re-running the step it stopped at), or every paused execution of a
+/// workflow. GET as in seed 001, or POST.
+#[utoipa::path(get, path = "/api/workflows/resume-workflow", tag = "workflows", params(ResumeQuery),
+    responses(
+        (status = 200, body = DataEnvelope<Resumed>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn resume(State(state): State<AppState>, tenant: Tenant, Query(query): Query<ResumeQuery>) -> ApiResult<impl IntoResponse> {
+    let raw = query
+        .workflow_id
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| ApiError::field("workflowId", "workflowId is required: a paused execution's id or a workflow guid"))?;
+    let id = parse_id("workflowId", &raw)?;
+    let (resumed, jobs) = if let Some(execution) = state.store.execution(tenant.id, id).await? {
+        if execution.status != "paused" {
+            return Err(ApiError::conflict(format!("the execution is {}, not paused", execution.status)));
+        }
+        state.store.resume_executions(tenant.id, Some(id), None, None).await?
+    } else if state.store.workflow(tenant.id, id).await?.is_some() {
+        let resumed = state.store.resume_executions(tenant.id, None, Some(id), None).await?;
+        if resumed.0.is_empty() {
+            return Err(ApiError::conflict("the workflow has no paused executions"));
+        }
+        resumed
+    } else {
+        return Err(ApiError::not_found("execution or workflow"));
+    };
+    state.executor.dispatch(&jobs).await;
+    Ok(ok(Resumed { resumed }))
+}
+
+/// The POST form of resume-workflow.
+#[utoipa::path(post, path = "/api/workflows/resume-workflow", tag = "workflows", params(ResumeQuery),
+    responses(
+        (status = 200, body = DataEnvelope<Resumed>),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+async fn resume_post() {}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resumed {
+    /// The executions resumed.
+    pub resumed: Vec<uuid::Uuid>,
+}
+
+/// Body of `POST /api/workflows/test`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestRequest {
+    /// A workflow as for configure (need not be saved)…
+    #[serde(default)]
+    pub workflow: Option<WorkflowConfig>,
+    /// …or a saved workflow's guid.
+    #[serde(default)]
+    pub guid: Option<uuid::Uuid>,
+    /// An event to try, in the `POST /api/events` shape.
+    #[serde(default)]
+    pub event: Option<switchyard_schemas::event::EventIn>,
+    /// Replay the conditions over the tenant's last stored events of the workflow's trigger.
+    #[serde(default)]
+    pub backtest: Option<Backtest>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backtest {
+    /// How many recent events (1–5000, default 500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// Dry run: whether an event matches (each condition's result) and the actions as they would be
+/// rendered; or a backtest over stored events. Nothing is sent and nothing is stored.
+#[utoipa::path(post, path = "/api/workflows/test", tag = "workflows", request_body = TestRequest,
+    responses(
+        (status = 200, body = DataEnvelope<Object>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn test_workflow(State(state): State<AppState>, tenant: Tenant, Json(request): Json<TestRequest>) -> ApiResult<impl IntoResponse> {
+    let spec = match (request.workflow, request.guid) {
+        (Some(config), None) => {
+            let validator = Validator {
+                actions: &state.actions,
+                conditions: &state.conditions,
+                master_key: &state.master_key,
+                tenant_id: tenant.id,
+            };
+            validator.validate(config, None)?.spec
+        }
+        (None, Some(guid)) => state.store.workflow(tenant.id, guid).await?.ok_or_else(|| ApiError::not_found("workflow"))?.spec,
+        _ => return Err(ApiError::validation("give either `workflow` or `guid`")),
+    };
+    let report = crate::dry_run::DryRun { state: &state, tenant_id: tenant.id, spec: &spec };
+    let answer = match (request.event, request.backtest) {
+        (Some(event), None) => {
+            super::events::validate_event(&event)?;
+            report.try_event(event).await?
+        }
+        (None, Some(backtest)) => {
+            let limit = backtest.limit.unwrap_or(500);
+            if !(1..=5000).contains(&limit) {
+                return Err(ApiError::field("backtest", "backtest.limit must be 1 to 5000"));
+            }
+            report.backtest(limit).await?
+        }
+        _ => return Err(ApiError::validation("give either `event` or `backtest`")),
+    };
+    Ok(ok(answer))
 }

@@ -5,9 +5,14 @@
 //! text, times Unix milliseconds, JSON documents text. Every query that touches tenant data takes
 //! the tenant id: there is no function here that reads across tenants by accident.
 
+mod events;
+mod executions;
 mod tenants;
 mod workflows;
 
+pub use events::{EventRecord, Ingested, NewEvent};
+pub(crate) use events::finish_event;
+pub use executions::*;
 pub use tenants::{ApiKeyRecord, NewApiKey, TenantRecord};
 pub use workflows::{StoredWorkflow, WorkflowChangeError, WorkflowSpec, WorkflowWrite};
 
@@ -122,6 +127,17 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Begins a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that reads and then writes can fail with SQLITE_BUSY instead of
+    /// waiting when another writer got in between.
+    pub(crate) async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(StoreError::from_sqlx)
     }
 
     /// Applies pending migrations (idempotent; serve, worker and `migrate` all call it).

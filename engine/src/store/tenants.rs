@@ -63,7 +63,7 @@ impl Store {
     /// Creates a tenant with its first API key.
     pub async fn create_tenant(&self, name: &str) -> StoreResult<NewApiKey> {
         let tenant_id = Uuid::now_v7();
-        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(tenant_id.to_string())
             .bind(name)
@@ -116,7 +116,7 @@ impl Store {
 
     /// Mints another key for an existing tenant; `None` when the tenant does not exist.
     pub async fn create_api_key(&self, tenant_id: Uuid) -> StoreResult<Option<NewApiKey>> {
-        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.write_tx().await?;
         let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
             .bind(tenant_id.to_string())
             .fetch_optional(&mut *tx)

@@ -94,7 +94,7 @@ impl Store {
     ) -> StoreResult<StoredWorkflow> {
         let id = Uuid::now_v7();
         let now = now_ms();
-        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO workflows (id, tenant_id, entity_type, trigger_code, name, is_active, \
              is_managed, current_version, created_at, updated_at) \
@@ -134,7 +134,7 @@ impl Store {
         write: &WorkflowWrite,
     ) -> Result<StoredWorkflow, WorkflowChangeError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.write_tx().await?;
         // Read the current row inside the transaction, then update guarded by the version read:
         // a concurrent update makes the guard miss and is reported as a conflict.
         let current = current_row(&mut tx, tenant_id, id).await?;
@@ -265,7 +265,7 @@ impl Store {
         id: Uuid,
         allow_managed: bool,
     ) -> Result<(), WorkflowChangeError> {
-        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.write_tx().await?;
         let (_, managed, _) = current_row(&mut tx, tenant_id, id)
             .await?
             .ok_or(WorkflowChangeError::NotFound)?;
@@ -356,4 +356,42 @@ async fn insert_version(
     .await
     .map_err(StoreError::from_sqlx)?;
     Ok(())
+}
+
+impl Store {
+    /// The active workflows (id, current version) of a tenant for one entity type and trigger:
+    /// the matching index (`workflows_match`), so an event's cost does not grow with the tenant's
+    /// workflows on other triggers.
+    pub async fn active_workflows(
+        &self,
+        tenant_id: Uuid,
+        entity_type: &str,
+        trigger: &str,
+    ) -> StoreResult<Vec<(Uuid, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, current_version FROM workflows WHERE tenant_id = $1 AND entity_type = $2 \
+             AND trigger_code = $3 AND is_active = 1 AND deleted_at IS NULL",
+        )
+        .bind(tenant_id.to_string())
+        .bind(entity_type)
+        .bind(trigger)
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter()
+            .map(|r| Ok((parse_uuid(&r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// (is_active, deleted) of a workflow, whatever its state.
+    pub async fn workflow_state(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<(bool, bool)>> {
+        let row = sqlx::query("SELECT is_active, deleted_at FROM workflows WHERE id = $1 AND tenant_id = $2")
+            .bind(id.to_string())
+            .bind(tenant_id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.map(|r| Ok((r.try_get::<i64, _>(0)? != 0, r.try_get::<Option<i64>, _>(1)?.is_some())))
+            .transpose()
+    }
 }

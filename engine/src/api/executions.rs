@@ -1,0 +1,116 @@
+//! Executions: list, read (every step and every attempt), cancel.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use switchyard_schemas::ErrorEnvelope;
+use switchyard_schemas::envelope::{DataEnvelope, ListEnvelope};
+use switchyard_schemas::execution::ExecutionStatus;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{PageParams, Query, Tenant, paginate, parse_id};
+use super::respond::{list, ok};
+use crate::store::{ExecutionRecord, StepRecord};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/executions", get(list_executions))
+        .route("/api/executions/{id}", get(get_execution))
+        .route("/api/executions/{id}/cancel", post(cancel))
+}
+
+/// An execution with its steps and their attempts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionView {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub execution: ExecutionRecord,
+    #[schema(value_type = Vec<Object>)]
+    pub steps: Vec<StepRecord>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionsQuery {
+    /// Only executions of this workflow.
+    workflow_id: Option<String>,
+    /// queued, running, waiting, succeeded, paused or cancelled.
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Executions, newest first.
+#[utoipa::path(get, path = "/api/executions", tag = "executions", params(ExecutionsQuery),
+    responses(
+        (status = 200, body = ListEnvelope<ExecutionView>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn list_executions(State(state): State<AppState>, tenant: Tenant, Query(query): Query<ExecutionsQuery>) -> ApiResult<impl IntoResponse> {
+    let page = PageParams { limit: query.limit, cursor: query.cursor }.page()?;
+    let workflow_id = query
+        .workflow_id
+        .as_deref()
+        .filter(|w| !w.is_empty())
+        .map(|w| parse_id("workflowId", w))
+        .transpose()?;
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            serde_json::from_value::<ExecutionStatus>(serde_json::Value::String(s.to_owned()))
+                .map_err(|_| ApiError::field("status", format!("unknown status `{}`: expected queued, running, waiting, succeeded, paused or cancelled", s.chars().take(32).collect::<String>())))?
+                .as_str(),
+        ),
+        None => None,
+    };
+    let rows = state
+        .store
+        .list_executions(tenant.id, workflow_id, status, None, page.after, page.limit + 1)
+        .await?;
+    let (rows, cursor) = paginate(rows, page, |e| e.id);
+    let mut items = Vec::with_capacity(rows.len());
+    for execution in rows {
+        let steps = state.store.execution_steps(tenant.id, execution.id).await?;
+        items.push(ExecutionView { execution, steps });
+    }
+    Ok(list(items, cursor))
+}
+
+/// One execution with every step and every attempt.
+#[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = DataEnvelope<ExecutionView>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn get_execution(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id = parse_id("execution id", &id)?;
+    let execution = state.store.execution(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    let steps = state.store.execution_steps(tenant.id, id).await?;
+    Ok(ok(ExecutionView { execution, steps }))
+}
+
+/// Cancel an unfinished execution; a step that is running finishes, nothing runs after it.
+#[utoipa::path(post, path = "/api/executions/{id}/cancel", tag = "executions",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = DataEnvelope<ExecutionView>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn cancel(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id = parse_id("execution id", &id)?;
+    let execution = state.store.execution(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    if matches!(execution.status.as_str(), "succeeded" | "cancelled") {
+        return Err(ApiError::conflict(format!("the execution is already {}", execution.status)));
+    }
+    state.store.cancel_executions(tenant.id, Some(id), None).await?;
+    let execution = state.store.execution(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    let steps = state.store.execution_steps(tenant.id, id).await?;
+    Ok(ok(ExecutionView { execution, steps }))
+}

@@ -1,0 +1,134 @@
+//! `POST /api/workflows/test`: try a workflow against an event, or replay its conditions over the
+//! tenant's stored events. Nothing is sent and nothing is stored.
+
+use serde_json::{Value, json};
+use switchyard_schemas::event::EventIn;
+use switchyard_triggers::{EvalInput, WorkflowConditions};
+use uuid::Uuid;
+
+use crate::api::{ApiError, AppState};
+use crate::store::WorkflowSpec;
+
+pub struct DryRun<'a> {
+    pub state: &'a AppState,
+    pub tenant_id: Uuid,
+    pub spec: &'a WorkflowSpec,
+}
+
+impl DryRun<'_> {
+    fn conditions(&self) -> Result<WorkflowConditions, ApiError> {
+        let condition = match &self.spec.condition {
+            Some(source) => Some(
+                self.state
+                    .conditions
+                    .compile(source)
+                    .map_err(|e| ApiError::field("condition", format!("condition does not compile: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(WorkflowConditions {
+            conditions: self.spec.conditions.clone(),
+            condition,
+        })
+    }
+
+    /// Whether `event` would match, each condition's result, and the actions rendered.
+    pub async fn try_event(&self, event: EventIn) -> Result<Value, ApiError> {
+        let trigger = switchyard_triggers::resolve(event.entity_type, &event.trigger)
+            .map_err(|e| ApiError::field("trigger", e.to_string()))?;
+        let stored = self
+            .state
+            .store
+            .entity(self.tenant_id, event.entity_type.as_str(), &event.entity_id)
+            .await?;
+        let previous = event.previous.map(Value::Object).or(stored).unwrap_or_else(|| json!({}));
+        let entity = Value::Object(event.data);
+        let event_json = json!({
+            "id": event.event_id.unwrap_or_else(|| "dry-run".to_owned()),
+            "trigger": trigger.code,
+            "entityType": event.entity_type.as_str(),
+            "entityId": event.entity_id,
+            "occurredAt": event.occurred_at.unwrap_or_else(chrono::Utc::now),
+            "previous": previous,
+            "depth": 0,
+            "causationId": null,
+        });
+        let input = EvalInput {
+            entity: entity.clone(),
+            event: event_json.clone(),
+            tenant: json!({"id": self.tenant_id}),
+        };
+        let report = switchyard_triggers::matching::evaluate(&self.state.conditions, &self.conditions()?, &input);
+        let trigger_matches = trigger.code == self.spec.trigger && event.entity_type == self.spec.entity_type;
+        let scope = json!({
+            "entity": entity,
+            "event": event_json,
+            "workflow": {"name": self.spec.name},
+        });
+        let actions: Vec<Value> = self
+            .spec
+            .actions
+            .iter()
+            .map(|step| {
+                let secrets = self.state.actions.get(&step.kind).map(|a| a.secret_params()).unwrap_or_default();
+                match switchyard_actions::template::render_params(&step.params, &scope, secrets) {
+                    Ok(mut params) => {
+                        for &secret in secrets {
+                            if params.contains_key(secret) {
+                                params.insert(secret.to_owned(), Value::String("****".to_owned()));
+                            }
+                        }
+                        json!({"type": step.kind, "params": params})
+                    }
+                    Err(e) => json!({"type": step.kind, "error": format!("template error in {e}")}),
+                }
+            })
+            .collect();
+        Ok(json!({
+            "matched": report.matched && trigger_matches,
+            "triggerMatches": trigger_matches,
+            "conditions": report.conditions,
+            "script": report.script,
+            "actions": actions,
+        }))
+    }
+
+    /// Replays the conditions over the last `limit` stored events of the workflow's trigger.
+    pub async fn backtest(&self, limit: u32) -> Result<Value, ApiError> {
+        let conditions = self.conditions()?;
+        let events = self
+            .state
+            .store
+            .list_events(
+                self.tenant_id,
+                Some((self.spec.entity_type.as_str(), self.spec.trigger.as_str())),
+                None,
+                limit,
+            )
+            .await?;
+        let mut matched = 0;
+        let mut matched_samples = Vec::new();
+        let mut unmatched_samples = Vec::new();
+        for event in &events {
+            let input = crate::executor::eval_input(event);
+            let report = switchyard_triggers::matching::evaluate(&self.state.conditions, &conditions, &input);
+            let sample = json!({
+                "eventId": event.event_key, "entityId": event.entity_id, "occurredAt": event.occurred_at,
+                "conditions": report.conditions, "script": report.script,
+            });
+            if report.matched {
+                matched += 1;
+                if matched_samples.len() < 10 {
+                    matched_samples.push(sample);
+                }
+            } else if unmatched_samples.len() < 5 {
+                unmatched_samples.push(sample);
+            }
+        }
+        Ok(json!({
+            "evaluated": events.len(),
+            "matched": matched,
+            "samples": {"matched": matched_samples, "notMatched": unmatched_samples},
+        }))
+    }
+}

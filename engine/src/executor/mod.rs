@@ -1,0 +1,521 @@
+//! The executor: turns events into executions and runs their steps. Every outcome is committed to
+//! the database before the job that carried it is acknowledged; the queue is only told what to do
+//! next after that commit.
+
+pub mod retry;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard_actions::{ActionError, ActionRegistry, Effect, StepContext, TenantView, PushSubscription};
+use switchyard_schemas::event::EventIn;
+use switchyard_triggers::{ConditionEngine, EvalInput, WorkflowConditions};
+use uuid::Uuid;
+
+use crate::queue::{Dispatch, Job};
+use crate::secrets::MasterKey;
+use crate::store::{
+    Cause, ClaimedStep, EndpointReport, EventRecord, NewEvent, StepFinish, Store, StoreError,
+    StoreResult, WorkflowSpec, now_ms,
+};
+use retry::RetryDecision;
+
+/// A causal chain of workflows triggering each other stops at this depth.
+pub const MAX_CHAIN_DEPTH: i64 = 8;
+
+/// Timings of leases and the sweeper; settings with documented defaults.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    /// How long a claimed step is a worker's before another may take it over.
+    pub lease: Duration,
+    /// Delays between attempts of a failing step.
+    pub retry_schedule: Vec<Duration>,
+    /// The longest one attempt of a step may run.
+    pub step_timeout: Duration,
+    /// How often the sweeper looks for expired leases and lost jobs.
+    pub sweep_interval: Duration,
+    /// A due step still queued this long after its time is dispatched again (the queue may have
+    /// lost it).
+    pub redispatch_after: Duration,
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(15),
+            retry_schedule: [5, 300, 1800, 7200, 18000, 36000, 36000]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            step_timeout: Duration::from_secs(120),
+            sweep_interval: Duration::from_secs(1),
+            redispatch_after: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A workflow version ready for matching: its spec and its compiled condition.
+pub struct PreparedWorkflow {
+    pub spec: WorkflowSpec,
+    pub conditions: WorkflowConditions,
+}
+
+/// Everything that runs jobs.
+pub struct Executor {
+    pub store: Store,
+    pub dispatch: Arc<dyn Dispatch>,
+    pub actions: Arc<ActionRegistry>,
+    pub conditions: Arc<ConditionEngine>,
+    pub master_key: MasterKey,
+    pub settings: ExecutorSettings,
+    /// Unique per process: lease owner and queue consumer name.
+    pub worker_id: String,
+    /// Workflow versions never change, so compiled ones are kept.
+    versions: Mutex<HashMap<(Uuid, i64), Arc<PreparedWorkflow>>>,
+}
+
+/// What went wrong running a job; the job is left for the sweeper to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Executor {
+    pub fn new(
+        store: Store,
+        dispatch: Arc<dyn Dispatch>,
+        actions: Arc<ActionRegistry>,
+        conditions: Arc<ConditionEngine>,
+        master_key: MasterKey,
+        settings: ExecutorSettings,
+    ) -> Self {
+        let worker_id = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self {
+            store,
+            dispatch,
+            actions,
+            conditions,
+            master_key,
+            settings,
+            worker_id,
+            versions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Tells the queue about work committed to the database. A queue that is down is not an
+    /// error here: the sweeper dispatches from the database once it is back.
+    pub async fn dispatch(&self, jobs: &[(Job, i64)]) {
+        if jobs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.dispatch.dispatch(jobs).await {
+            tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
+        }
+    }
+
+    /// `POST /api/events`: store, then hand matching to a worker.
+    pub async fn ingest(&self, tenant_id: Uuid, event: EventIn) -> StoreResult<crate::store::Ingested> {
+        let new = NewEvent {
+            tenant_id,
+            event_key: event.event_id,
+            entity_type: event.entity_type,
+            entity_id: event.entity_id,
+            trigger: event.trigger,
+            update_entity: true,
+            data: event.data,
+            previous: event.previous,
+            occurred_at: event.occurred_at.map(|t| t.timestamp_millis()),
+            causation_id: None,
+            depth: 0,
+            chain: Vec::new(),
+        };
+        let ingested = self.store.ingest_event(&new).await?;
+        metrics::counter!("switchyard_events_ingested_total", "duplicate" => ingested.duplicate.to_string()).increment(1);
+        if !ingested.duplicate {
+            self.dispatch(&[(Job::ProcessEvent { event_id: ingested.id }, now_ms())]).await;
+        }
+        Ok(ingested)
+    }
+
+    /// A workflow version, compiled once.
+    pub async fn prepared(&self, tenant_id: Uuid, workflow_id: Uuid, version: i64) -> Result<Arc<PreparedWorkflow>, JobError> {
+        if let Some(found) = self.versions.lock().ok().and_then(|m| m.get(&(workflow_id, version)).cloned()) {
+            return Ok(found);
+        }
+        let spec = self
+            .store
+            .workflow_version(tenant_id, workflow_id, version)
+            .await?
+            .ok_or_else(|| JobError::Other(format!("workflow {workflow_id} version {version} is missing")))?;
+        let condition = match &spec.condition {
+            Some(source) => Some(
+                self.conditions
+                    .compile(source)
+                    .map_err(|e| JobError::Other(format!("stored condition does not compile: {e}")))?,
+            ),
+            None => None,
+        };
+        let prepared = Arc::new(PreparedWorkflow {
+            conditions: WorkflowConditions {
+                conditions: spec.conditions.clone(),
+                condition,
+            },
+            spec,
+        });
+        if let Ok(mut map) = self.versions.lock() {
+            if map.len() > 50_000 {
+                map.clear();
+            }
+            map.insert((workflow_id, version), prepared.clone());
+        }
+        Ok(prepared)
+    }
+
+    /// Runs one delivered job to completion (its outcome committed).
+    pub async fn run(&self, job: Job) -> Result<(), JobError> {
+        match job {
+            Job::ProcessEvent { event_id } => self.process_event(event_id).await,
+            Job::RunStep { step_id } => self.run_step(step_id).await,
+        }
+    }
+
+    /// Matches an event against the tenant's active workflows for its trigger and starts an
+    /// execution for each match, recording on the event what matched, what did not and why.
+    pub async fn process_event(&self, event_id: Uuid) -> Result<(), JobError> {
+        let Some(event) = self.store.claim_event(event_id, self.lease_ms()).await? else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let candidates = self
+            .store
+            .active_workflows(event.tenant_id, &event.entity_type, &event.trigger)
+            .await?;
+        let input = eval_input(&event);
+        let prepared_input = input.prepare();
+        let mut matched = Vec::new();
+        let mut not_matched = Vec::new();
+        let mut refused = Vec::new();
+        for (workflow_id, version) in candidates {
+            let workflow = self.prepared(event.tenant_id, workflow_id, version).await?;
+            let marker = chain_marker(workflow_id, &event.entity_type, &event.entity_id);
+            let report = switchyard_triggers::matching::evaluate_prepared(
+                &self.conditions,
+                &workflow.conditions,
+                &input.entity,
+                &prepared_input,
+            );
+            let summary = json!({
+                "workflowId": workflow_id, "name": workflow.spec.name, "version": version,
+                "conditions": report.conditions, "script": report.script,
+            });
+            if !report.matched {
+                not_matched.push(summary);
+                continue;
+            }
+            let reason = if event.depth >= MAX_CHAIN_DEPTH {
+                Some(format!("the causal chain reached depth {MAX_CHAIN_DEPTH}"))
+            } else if event.chain.contains(&marker) {
+                Some("this workflow already ran for this entity in this causal chain".to_owned())
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => refused.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "reason": reason})),
+                None => matched.push((workflow_id, version, workflow)),
+            }
+        }
+
+        let mut tx = self.store.write_tx().await?;
+        let mut started_executions = Vec::new();
+        let mut jobs = Vec::new();
+        let now = now_ms();
+        for (workflow_id, version, workflow) in &matched {
+            let kinds: Vec<String> = workflow.spec.actions.iter().map(|a| a.kind.clone()).collect();
+            if let Some((execution_id, first_step)) = crate::store::create_execution(
+                &mut tx,
+                event.tenant_id,
+                *workflow_id,
+                *version,
+                event.id,
+                &event.entity_type,
+                &event.entity_id,
+                &kinds,
+            )
+            .await?
+            {
+                started_executions.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "executionId": execution_id}));
+                jobs.push((Job::RunStep { step_id: first_step }, now));
+            }
+        }
+        let outcome = json!({
+            "matched": started_executions,
+            "notMatched": not_matched,
+            "refused": refused,
+        });
+        crate::store::finish_event(&mut tx, event.id, &outcome).await?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        metrics::counter!("switchyard_matches_total").increment(jobs.len() as u64);
+        metrics::histogram!("switchyard_event_match_seconds").record(started.elapsed().as_secs_f64());
+        self.dispatch(&jobs).await;
+        Ok(())
+    }
+
+    /// Runs one step: claim it, run its action under a lease that is kept alive, commit the
+    /// outcome with its effects and the next step, then dispatch what follows.
+    pub async fn run_step(&self, step_id: Uuid) -> Result<(), JobError> {
+        let Some(step) = self.store.claim_step(step_id, &self.worker_id, self.lease_ms()).await? else {
+            return Ok(());
+        };
+        let execution = &step.execution;
+        let tenant_id = execution.tenant_id;
+        if execution.status == "cancelled" {
+            self.store.block_step(&step, &self.worker_id, "cancelled", true).await?;
+            return Ok(());
+        }
+        match self.store.workflow_state(tenant_id, execution.workflow_id).await? {
+            Some((_, true)) | None => {
+                self.store.block_step(&step, &self.worker_id, "workflow_deleted", true).await?;
+                return Ok(());
+            }
+            Some((false, false)) => {
+                self.store.block_step(&step, &self.worker_id, "workflow_disabled", false).await?;
+                return Ok(());
+            }
+            Some((true, false)) => {}
+        }
+        let workflow = self.prepared(tenant_id, execution.workflow_id, execution.workflow_version).await?;
+        let event = self
+            .store
+            .event(tenant_id, execution.event_id)
+            .await?
+            .ok_or_else(|| JobError::Other(format!("event {} is missing", execution.event_id)))?;
+        let cause = Cause {
+            event_id: event.id,
+            depth: event.depth,
+            chain: event.chain.clone(),
+            chain_marker: chain_marker(execution.workflow_id, &execution.entity_type, &execution.entity_id),
+        };
+        let attempt_id = self.store.start_attempt(&step, &self.worker_id).await?;
+        let started = Instant::now();
+
+        let (finish, endpoint) = self.attempt(&step, &workflow, &event).await;
+        let outcome_label = match &finish {
+            StepFinish::Succeeded { .. } => "succeeded",
+            StepFinish::Retry { .. } => "retry",
+            StepFinish::Failed { .. } => "failed",
+            StepFinish::Discarded { .. } => "discarded",
+        };
+        metrics::counter!("switchyard_step_attempts_total", "action" => step.action_type.clone(), "outcome" => outcome_label).increment(1);
+        metrics::histogram!("switchyard_step_duration_seconds", "action" => step.action_type.clone()).record(started.elapsed().as_secs_f64());
+        let jobs = self
+            .store
+            .finish_step(&step, attempt_id, &self.worker_id, finish, &cause, endpoint)
+            .await?;
+        self.dispatch(&jobs).await;
+        Ok(())
+    }
+
+    /// One attempt of a step, up to the decision of what happens next.
+    async fn attempt(
+        &self,
+        step: &ClaimedStep,
+        workflow: &PreparedWorkflow,
+        event: &EventRecord,
+    ) -> (StepFinish, Option<EndpointReport>) {
+        let execution = &step.execution;
+        let position = usize::try_from(step.position).unwrap_or(usize::MAX);
+        let Some(spec) = workflow.spec.actions.get(position) else {
+            return (StepFinish::Failed { error: format!("step {} is not in workflow version {}", step.position, execution.workflow_version) }, None);
+        };
+        let Some(action) = self.actions.get(&spec.kind) else {
+            return (StepFinish::Failed { error: format!("action type `{}` is not registered in this worker", spec.kind) }, None);
+        };
+        let ctx = match self.context(step, workflow, event).await {
+            Ok(ctx) => ctx,
+            Err(e) => return (self.retry_or_fail(step, format!("loading the step's context: {e}"), None), None),
+        };
+        let scope = ctx.template_scope();
+        let secrets = action.secret_params();
+        let mut params = match switchyard_actions::template::render_params(&spec.params, &scope, secrets) {
+            Ok(params) => params,
+            Err(e) => return (StepFinish::Failed { error: format!("template error in {e}") }, None),
+        };
+        for &secret in secrets {
+            if let Some(Value::String(sealed)) = params.get(secret) {
+                match self.master_key.decrypt(sealed, &execution.tenant_id.to_string()) {
+                    Ok(plain) => {
+                        params.insert(secret.to_owned(), Value::String(plain));
+                    }
+                    Err(e) => return (StepFinish::Failed { error: format!("secret `{secret}`: {e}") }, None),
+                }
+            }
+        }
+        let endpoint = action.endpoint(&params);
+        if let Some(url) = &endpoint {
+            match self.store.endpoint_disabled(execution.tenant_id, url).await {
+                Ok(Some(reason)) => {
+                    return (
+                        StepFinish::Failed {
+                            error: format!("the endpoint {url} is disabled for this tenant ({reason}); save a workflow that uses it to enable it again"),
+                        },
+                        None,
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => return (self.retry_or_fail(step, format!("checking endpoint health: {e}"), None), None),
+            }
+        }
+
+        let result = self.execute_with_lease(step, action.execute(params, &ctx)).await;
+        match result {
+            Ok(outcome) => {
+                let mut wait_ms = None;
+                let mut set_status = None;
+                let mut remove = Vec::new();
+                for effect in outcome.effects {
+                    match effect {
+                        Effect::Wait { duration } => wait_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+                        Effect::SetEntityStatus { status } => set_status = Some(status),
+                        Effect::RemovePushSubscription { endpoint } => remove.push(endpoint),
+                    }
+                }
+                (
+                    StepFinish::Succeeded { summary: outcome.summary, output: outcome.output, wait_ms, set_status, remove_push_subscriptions: remove },
+                    endpoint.map(EndpointReport::Succeeded),
+                )
+            }
+            Err(ActionError::Retryable { reason, after }) => (self.retry_or_fail(step, reason, after), endpoint.map(EndpointReport::Failed)),
+            Err(ActionError::Permanent { reason }) => (StepFinish::Failed { error: reason }, endpoint.map(EndpointReport::Failed)),
+            Err(ActionError::EndpointGone { reason }) => (StepFinish::Failed { error: reason }, endpoint.map(EndpointReport::Gone)),
+        }
+    }
+
+    fn retry_or_fail(&self, step: &ClaimedStep, error: String, after: Option<Duration>) -> StepFinish {
+        let failures = usize::try_from(step.failures).unwrap_or(usize::MAX).saturating_add(1);
+        match retry::decide(&self.settings.retry_schedule, failures, after, rand::random::<f64>()) {
+            RetryDecision::After(delay) => StepFinish::Retry {
+                at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                error,
+            },
+            RetryDecision::GiveUp => StepFinish::Failed {
+                error: format!("{error} (retry schedule spent after {failures} attempts)"),
+            },
+        }
+    }
+
+    /// Runs an action while renewing the step's lease, so a long attempt is not taken over by
+    /// another worker while it is alive; a hard timeout bounds it.
+    async fn execute_with_lease<F>(&self, step: &ClaimedStep, action: F) -> Result<switchyard_actions::Outcome, ActionError>
+    where
+        F: std::future::Future<Output = Result<switchyard_actions::Outcome, ActionError>>,
+    {
+        let renew_every = (self.settings.lease / 3).max(Duration::from_millis(100));
+        let keep_alive = async {
+            let mut interval = tokio::time::interval(renew_every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                match self.store.extend_lease(step.step_id, &self.worker_id, self.lease_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(step = %step.step_id, "lease lost while the step ran"),
+                    Err(e) => tracing::warn!(error = %e, "could not renew a lease"),
+                }
+            }
+        };
+        tokio::select! {
+            result = tokio::time::timeout(self.settings.step_timeout, action) => match result {
+                Ok(result) => result,
+                Err(_) => Err(ActionError::retryable(format!("the step ran longer than {}s", self.settings.step_timeout.as_secs()))),
+            },
+            () = keep_alive => Err(ActionError::retryable("lease keeper stopped")),
+        }
+    }
+
+    async fn context(&self, step: &ClaimedStep, workflow: &PreparedWorkflow, event: &EventRecord) -> StoreResult<StepContext> {
+        let execution = &step.execution;
+        let entity = self
+            .store
+            .entity(execution.tenant_id, &execution.entity_type, &execution.entity_id)
+            .await?
+            .unwrap_or_else(|| event.data.clone());
+        let tenant = self.store.tenant(execution.tenant_id).await?;
+        let push_subscriptions = if self.actions.get(&step.action_type).is_some_and(|a| a.kind() == "send_push") {
+            self.store
+                .push_subscriptions(execution.tenant_id)
+                .await?
+                .into_iter()
+                .map(|(endpoint, p256dh, auth)| PushSubscription { endpoint, p256dh, auth })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(StepContext {
+            step_id: step.step_id,
+            execution_id: execution.id,
+            workflow_id: execution.workflow_id,
+            attempt: u32::try_from(step.attempt).unwrap_or(u32::MAX),
+            entity_type: execution.entity_type.clone(),
+            entity_id: execution.entity_id.clone(),
+            entity,
+            event: event_json(event),
+            workflow: json!({"guid": execution.workflow_id, "name": workflow.spec.name, "version": execution.workflow_version}),
+            tenant: TenantView {
+                id: execution.tenant_id,
+                name: tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+                notification_email: tenant.and_then(|t| t.notification_email),
+                push_subscriptions,
+            },
+        })
+    }
+}
+
+/// What conditions see: `entity` (the event's data), `event` and `tenant`.
+pub fn eval_input(event: &EventRecord) -> EvalInput {
+    EvalInput {
+        entity: event.data.clone(),
+        event: event_json(event),
+        tenant: json!({"id": event.tenant_id}),
+    }
+}
+
+/// The event as conditions and templates see it.
+pub fn event_json(event: &EventRecord) -> Value {
+    json!({
+        "id": event.event_key,
+        "trigger": event.trigger,
+        "entityType": event.entity_type,
+        "entityId": event.entity_id,
+        "occurredAt": event.occurred_at,
+        "previous": event.previous.clone().unwrap_or_else(|| json!({})),
+        "depth": event.depth,
+        "causationId": event.causation_id,
+    })
+}
+
+fn chain_marker(workflow_id: Uuid, entity_type: &str, entity_id: &str) -> String {
+    format!("{workflow_id}:{entity_type}:{entity_id}")
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchyard".to_owned())
+}

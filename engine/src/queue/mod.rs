@@ -1,0 +1,118 @@
+//! Dispatching work to workers. The database is the source of truth for events, executions and
+//! steps; a queue only carries ids, at least once. Two dispatchers sit behind one trait: Redis
+//! Streams (scale-out) and the SQLite file itself (the embedded default). Workers run jobs through
+//! apalis's worker machinery fed by [`backend::DispatchBackend`].
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a worker is asked to do. Small and versioned: it names rows, never copies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Match a stored event against the tenant's workflows and start executions.
+    ProcessEvent { event_id: Uuid },
+    /// Run (or re-run) one step of an execution.
+    RunStep { step_id: Uuid },
+}
+
+/// The wire form of a job: `{"v": 1, "kind": "run_step", "step_id": "…"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEnvelope {
+    pub v: u8,
+    #[serde(flatten)]
+    pub job: Job,
+}
+
+impl Job {
+    pub const VERSION: u8 = 1;
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(&JobEnvelope {
+            v: Self::VERSION,
+            job: *self,
+        })
+        .unwrap_or_default()
+    }
+
+    /// `None` for anything that is not a job of a version this build understands.
+    pub fn decode(text: &str) -> Option<Job> {
+        serde_json::from_str::<JobEnvelope>(text)
+            .ok()
+            .filter(|e| e.v == Self::VERSION)
+            .map(|e| e.job)
+    }
+}
+
+/// A job handed to a worker, with what the dispatcher needs to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job: Job,
+    /// Opaque to workers: a Redis stream entry id, or empty for the SQLite dispatcher.
+    pub receipt: String,
+}
+
+/// Counts for `/metrics` and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Runnable now.
+    pub ready: u64,
+    /// Scheduled for later (retries, delays).
+    pub delayed: u64,
+    /// Delivered to a worker and not yet acknowledged.
+    pub in_flight: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A way of getting jobs to workers. Delivery is at least once: a job may arrive twice (a worker
+/// died before acknowledging, the sweeper re-dispatched it), so whoever runs a job first claims its
+/// row in the database and a second delivery finds nothing to do.
+#[async_trait::async_trait]
+pub trait Dispatch: Send + Sync + 'static {
+    /// Makes each job runnable at its time (Unix ms; now or earlier means at once). Called after
+    /// the transaction that created the work committed.
+    async fn dispatch(&self, jobs: &[(Job, i64)]) -> Result<(), QueueError>;
+
+    /// Up to `max` jobs for `worker`, waiting up to `wait` when none is ready.
+    async fn fetch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError>;
+
+    /// The job's outcome is committed: forget it.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+
+    /// Reachable, for `/readyz`.
+    async fn ping(&self) -> Result<(), QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_and_unknown_versions_are_refused() {
+        let job = Job::RunStep {
+            step_id: Uuid::now_v7(),
+        };
+        let text = job.encode();
+        assert!(text.contains("\"v\":1"), "{text}");
+        assert!(text.contains("\"kind\":\"run_step\""), "{text}");
+        assert_eq!(Job::decode(&text), Some(job));
+        assert_eq!(Job::decode(&text.replace("\"v\":1", "\"v\":9")), None);
+        assert_eq!(Job::decode("garbage"), None);
+    }
+}

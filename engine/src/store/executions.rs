@@ -1,0 +1,936 @@
+//! Executions, steps and attempts: the durable state of running workflows. Workers claim a step
+//! with a lease (a compare-and-set on its row), record each attempt, and commit a step's outcome —
+//! with its effects and the next step — in one transaction, before the job is acknowledged.
+
+use serde_json::{Map, Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use switchyard_schemas::EntityType;
+use uuid::Uuid;
+
+use super::events::{NewEvent, entity_for_update, insert_event};
+use super::tenants::parse_uuid;
+use super::{Store, StoreError, StoreResult, from_ms, now_ms};
+use crate::queue::Job;
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Consecutive failed attempts after which an endpoint is disabled for its tenant.
+pub const ENDPOINT_FAILURE_LIMIT: i64 = 100;
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionRecord {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub tenant_id: Uuid,
+    pub workflow_id: Uuid,
+    pub workflow_version: i64,
+    pub event_id: Uuid,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub status: String,
+    pub pause_reason: Option<String>,
+    pub step_count: i64,
+    pub current_step: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub number: i64,
+    pub worker: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub output: Option<Value>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub id: Uuid,
+    pub position: i64,
+    pub action_type: String,
+    pub status: String,
+    pub attempt_count: i64,
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub output: Option<Value>,
+    pub last_error: Option<String>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// A step a worker now holds the lease on, with what running it needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedStep {
+    pub step_id: Uuid,
+    pub position: i64,
+    pub action_type: String,
+    /// This attempt's number (1 for the first).
+    pub attempt: i64,
+    /// Failed attempts since the step was last started or resumed.
+    pub failures: i64,
+    pub execution: ExecutionRecord,
+}
+
+/// How a step ended, as the executor decided it.
+#[derive(Debug, Clone)]
+pub enum StepFinish {
+    Succeeded {
+        summary: String,
+        output: Value,
+        /// Delay before the next step (a `delay` step), in ms.
+        wait_ms: Option<i64>,
+        set_status: Option<String>,
+        remove_push_subscriptions: Vec<String>,
+    },
+    /// Try again at `at` (Unix ms).
+    Retry { error: String, at: i64 },
+    /// The retry schedule is spent or the failure is permanent: the execution pauses.
+    Failed { error: String },
+    /// The execution was cancelled while the step ran.
+    Discarded { reason: String },
+}
+
+/// The event that started an execution, as far as chains need it.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub event_id: Uuid,
+    pub depth: i64,
+    pub chain: Vec<String>,
+    pub chain_marker: String,
+}
+
+/// Outbound endpoint health to record with a step's outcome.
+#[derive(Debug, Clone)]
+pub enum EndpointReport {
+    Succeeded(String),
+    Failed(String),
+    Gone(String),
+}
+
+const EXECUTION_COLUMNS: &str = "id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
+     entity_id, status, pause_reason, step_count, current_step, created_at, updated_at, finished_at";
+
+fn decode_execution(row: &AnyRow) -> StoreResult<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
+        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
+        workflow_id: parse_uuid(&row.try_get::<String, _>(2)?)?,
+        workflow_version: row.try_get(3)?,
+        event_id: parse_uuid(&row.try_get::<String, _>(4)?)?,
+        entity_type: row.try_get(5)?,
+        entity_id: row.try_get(6)?,
+        status: row.try_get(7)?,
+        pause_reason: row.try_get(8)?,
+        step_count: row.try_get(9)?,
+        current_step: row.try_get(10)?,
+        created_at: from_ms(row.try_get(11)?),
+        updated_at: from_ms(row.try_get(12)?),
+        finished_at: row.try_get::<Option<i64>, _>(13)?.map(from_ms),
+    })
+}
+
+fn parse_json(text: Option<String>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Creates an execution and its steps (the first queued at `first_run_at`) unless this event
+/// already started this workflow. Returns the execution and its first step.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn create_execution(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    workflow_id: Uuid,
+    version: i64,
+    event_id: Uuid,
+    entity_type: &str,
+    entity_id: &str,
+    step_types: &[String],
+) -> StoreResult<Option<(Uuid, Uuid)>> {
+    let id = Uuid::now_v7();
+    let now = now_ms();
+    let tenant = tenant_id.to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
+         entity_id, status, step_count, current_step, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, 0, $9, $9) \
+         ON CONFLICT (event_id, workflow_id) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(&tenant)
+    .bind(workflow_id.to_string())
+    .bind(version)
+    .bind(event_id.to_string())
+    .bind(entity_type)
+    .bind(entity_id)
+    .bind(step_types.len() as i64)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    if inserted.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let mut first = None;
+    for (position, kind) in step_types.iter().enumerate() {
+        let step_id = Uuid::now_v7();
+        first.get_or_insert(step_id);
+        sqlx::query(
+            "INSERT INTO steps (id, execution_id, tenant_id, position, action_type, status, next_run_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(step_id.to_string())
+        .bind(id.to_string())
+        .bind(&tenant)
+        .bind(position as i64)
+        .bind(kind)
+        .bind(if position == 0 { "queued" } else { "pending" })
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    }
+    Ok(first.map(|step| (id, step)))
+}
+
+impl Store {
+    /// Takes the lease on a step: a queued step that is due, or a running one whose lease ran out
+    /// (its worker died) or that this worker already holds. `None` means someone else has it or
+    /// it has nothing left to do.
+    pub async fn claim_step(
+        &self,
+        step_id: Uuid,
+        worker: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<ClaimedStep>> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let claimed = sqlx::query(
+            "UPDATE steps SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id = $3 AND ((status = 'queued' AND next_run_at <= $4) \
+               OR (status = 'running' AND (lease_owner = $1 OR lease_until < $4))) \
+             RETURNING execution_id, position, action_type, attempts, failures",
+        )
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(step_id.to_string())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let Some(row) = claimed else {
+            return Ok(None);
+        };
+        let execution_id: String = row.try_get(0)?;
+        let position: i64 = row.try_get(1)?;
+        let action_type: String = row.try_get(2)?;
+        let attempt: i64 = row.try_get(3)?;
+        let failures: i64 = row.try_get(4)?;
+        // A previous holder that died mid-attempt leaves an open attempt: close it.
+        sqlx::query(
+            "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
+             error = 'the worker running this attempt stopped before it finished' \
+             WHERE step_id = $2 AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(step_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        let execution = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&execution_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let execution = decode_execution(&execution)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(Some(ClaimedStep {
+            step_id,
+            position,
+            action_type,
+            attempt,
+            failures,
+            execution,
+        }))
+    }
+
+    /// Opens the attempt record and marks the execution running.
+    pub async fn start_attempt(&self, step: &ClaimedStep, worker: &str) -> StoreResult<Uuid> {
+        let id = Uuid::now_v7();
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO attempts (id, step_id, tenant_id, number, worker, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.to_string())
+        .bind(step.step_id.to_string())
+        .bind(step.execution.tenant_id.to_string())
+        .bind(step.attempt)
+        .bind(worker)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        sqlx::query(
+            "UPDATE executions SET status = 'running', updated_at = $1 \
+             WHERE id = $2 AND status IN ('queued', 'waiting')",
+        )
+        .bind(now)
+        .bind(step.execution.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(id)
+    }
+
+    /// Extends a held lease; false when the lease was lost (another worker took the step over).
+    pub async fn extend_lease(&self, step_id: Uuid, worker: &str, lease_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE steps SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(step_id.to_string())
+        .bind(worker)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The execution cannot go on because its workflow is off (or gone): park the step.
+    pub async fn block_step(&self, step: &ClaimedStep, worker: &str, reason: &str, cancel: bool) -> StoreResult<()> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let (step_status, execution_status) = if cancel { ("cancelled", "cancelled") } else { ("blocked", "paused") };
+        sqlx::query(
+            "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+        )
+        .bind(step_status)
+        .bind(step.step_id.to_string())
+        .bind(worker)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        sqlx::query(
+            "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3, \
+             finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE NULL END \
+             WHERE id = $4 AND status NOT IN ('succeeded', 'cancelled')",
+        )
+        .bind(execution_status)
+        .bind(if cancel { None } else { Some(reason) })
+        .bind(now)
+        .bind(step.execution.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// Commits a step's outcome, its effects and what comes next, in one transaction. Returns the
+    /// jobs to dispatch after the commit. Nothing is written when the lease was lost meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_step(
+        &self,
+        step: &ClaimedStep,
+        attempt_id: Uuid,
+        worker: &str,
+        finish: StepFinish,
+        cause: &Cause,
+        endpoint: Option<EndpointReport>,
+    ) -> StoreResult<Vec<(Job, i64)>> {
+        let now = now_ms();
+        let execution = &step.execution;
+        let tenant = execution.tenant_id.to_string();
+        let mut jobs = Vec::new();
+        let mut tx = self.write_tx().await?;
+
+        let (step_status, attempt_outcome, error, output, next_run_at) = match &finish {
+            StepFinish::Succeeded { summary, output, .. } => {
+                let mut output = output.clone();
+                if let Value::Object(map) = &mut output {
+                    map.entry("summary").or_insert_with(|| Value::String(summary.clone()));
+                } else if output.is_null() {
+                    output = json!({ "summary": summary });
+                }
+                ("succeeded", "succeeded", None, Some(output), now)
+            }
+            StepFinish::Retry { error, at } => ("queued", "retry", Some(error.clone()), None, *at),
+            StepFinish::Failed { error } => ("failed", "failed", Some(error.clone()), None, now),
+            StepFinish::Discarded { reason } => ("cancelled", "cancelled", Some(reason.clone()), None, now),
+        };
+        let failures_delta = i64::from(matches!(finish, StepFinish::Retry { .. } | StepFinish::Failed { .. }));
+        let updated = sqlx::query(
+            "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, next_run_at = $2, \
+             failures = failures + $3, output = COALESCE($4, output), last_error = $5 \
+             WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
+        )
+        .bind(step_status)
+        .bind(next_run_at)
+        .bind(failures_delta)
+        .bind(output.as_ref().map(Value::to_string))
+        .bind(error.clone())
+        .bind(step.step_id.to_string())
+        .bind(worker)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if updated.rows_affected() != 1 {
+            // Another worker took the step over after our lease ran out; its outcome counts.
+            tracing::warn!(step = %step.step_id, "lease lost before the outcome was recorded");
+            return Ok(Vec::new());
+        }
+        sqlx::query(
+            "UPDATE attempts SET ended_at = $1, outcome = $2, error = $3, output = $4 WHERE id = $5",
+        )
+        .bind(now)
+        .bind(attempt_outcome)
+        .bind(error.clone())
+        .bind(output.as_ref().map(Value::to_string))
+        .bind(attempt_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+
+        if let Some(report) = &endpoint {
+            record_endpoint(&mut tx, &tenant, report, now).await?;
+        }
+
+        match finish {
+            StepFinish::Succeeded {
+                wait_ms,
+                set_status,
+                remove_push_subscriptions,
+                ..
+            } => {
+                for endpoint in remove_push_subscriptions {
+                    sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
+                        .bind(&tenant)
+                        .bind(endpoint)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                }
+                if let Some(status) = set_status {
+                    for event_id in emit_status_change(&mut tx, step, cause, &status).await? {
+                        jobs.push((Job::ProcessEvent { event_id }, now));
+                    }
+                }
+                let next = step.position + 1;
+                let current = sqlx::query("SELECT status FROM executions WHERE id = $1")
+                    .bind(execution.id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?
+                    .try_get::<String, _>(0)?;
+                if current == "cancelled" {
+                    // Cancelled while this step ran: its outcome is recorded, nothing follows.
+                } else if next < execution.step_count {
+                    let at = now + wait_ms.unwrap_or(0);
+                    let row = sqlx::query(
+                        "UPDATE steps SET status = 'queued', next_run_at = $1 \
+                         WHERE execution_id = $2 AND position = $3 RETURNING id",
+                    )
+                    .bind(at)
+                    .bind(execution.id.to_string())
+                    .bind(next)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                    let next_step = parse_uuid(&row.try_get::<String, _>(0)?)?;
+                    sqlx::query(
+                        "UPDATE executions SET current_step = $1, status = $2, updated_at = $3 WHERE id = $4",
+                    )
+                    .bind(next)
+                    .bind(if wait_ms.is_some() { "waiting" } else { "running" })
+                    .bind(now)
+                    .bind(execution.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                    jobs.push((Job::RunStep { step_id: next_step }, at));
+                } else {
+                    sqlx::query(
+                        "UPDATE executions SET status = 'succeeded', pause_reason = NULL, updated_at = $1, \
+                         finished_at = $1 WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(execution.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                }
+            }
+            StepFinish::Retry { at, .. } => {
+                jobs.push((Job::RunStep { step_id: step.step_id }, at));
+            }
+            StepFinish::Failed { .. } => {
+                sqlx::query(
+                    "UPDATE executions SET status = 'paused', pause_reason = 'action_failed', updated_at = $1 \
+                     WHERE id = $2 AND status <> 'cancelled'",
+                )
+                .bind(now)
+                .bind(execution.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            }
+            StepFinish::Discarded { .. } => {}
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(jobs)
+    }
+
+    /// Whether an outbound endpoint is disabled for a tenant, and why.
+    pub async fn endpoint_disabled(&self, tenant_id: Uuid, url: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT disabled_reason FROM endpoint_health WHERE tenant_id = $1 AND url = $2 AND disabled_at IS NOT NULL",
+        )
+        .bind(tenant_id.to_string())
+        .bind(url)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|r| r.try_get::<Option<String>, _>(0).map(|r| r.unwrap_or_default()))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// Re-enables endpoints (a workflow using them was saved).
+    pub async fn enable_endpoints(&self, tenant_id: Uuid, urls: &[String]) -> StoreResult<()> {
+        for url in urls {
+            sqlx::query("DELETE FROM endpoint_health WHERE tenant_id = $1 AND url = $2")
+                .bind(tenant_id.to_string())
+                .bind(url)
+                .execute(self.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        Ok(())
+    }
+
+    /// Steps whose lease ran out (their worker died): back to the queue. Returns them to dispatch.
+    pub async fn requeue_expired_leases(&self, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE steps SET status = 'queued', lease_owner = NULL, lease_until = NULL, next_run_at = $1 \
+             WHERE id IN (SELECT id FROM steps WHERE status = 'running' AND lease_until < $1 LIMIT $2) \
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect()
+    }
+
+    /// Queued steps that are due, oldest first, at most `limit` (the SQLite dispatcher's queue).
+    pub async fn due_steps(&self, due_before: i64, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT id FROM steps WHERE status = 'queued' AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2",
+        )
+        .bind(due_before)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect()
+    }
+
+    /// Due steps that have waited longer than `stale_ms` and were not re-dispatched in that time:
+    /// the queue may have lost them (a Redis restart). Marks them re-dispatched now.
+    pub async fn stale_queued_steps(&self, stale_ms: i64, limit: u32) -> StoreResult<Vec<(Uuid, i64)>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE steps SET dispatched_at = $1 WHERE id IN (SELECT id FROM steps \
+             WHERE status = 'queued' AND next_run_at <= $2 \
+             AND (dispatched_at IS NULL OR dispatched_at <= $2) LIMIT $3) RETURNING id, next_run_at",
+        )
+        .bind(now)
+        .bind(now - stale_ms)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter()
+            .map(|r| Ok((parse_uuid(&r.try_get::<String, _>(0)?)?, r.try_get::<i64, _>(1)?)))
+            .collect()
+    }
+
+    /// Steps this worker holds: handed back at shutdown so another worker runs them at once.
+    pub async fn release_leases(&self, worker: &str) -> StoreResult<Vec<Uuid>> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(
+            "UPDATE steps SET status = 'queued', lease_owner = NULL, lease_until = NULL, next_run_at = $1 \
+             WHERE lease_owner = $2 AND status = 'running' RETURNING id",
+        )
+        .bind(now)
+        .bind(worker)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect::<StoreResult<_>>()?;
+        for id in &ids {
+            sqlx::query(
+                "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
+                 error = 'handed back at worker shutdown' WHERE step_id = $2 AND ended_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(ids)
+    }
+
+    pub async fn execution(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<ExecutionRecord>> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND tenant_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(tenant_id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.as_ref().map(decode_execution).transpose()
+    }
+
+    /// Executions of the tenant, newest first, optionally of one workflow and/or status.
+    pub async fn list_executions(
+        &self,
+        tenant_id: Uuid,
+        workflow_id: Option<Uuid>,
+        status: Option<&str>,
+        event_id: Option<Uuid>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<ExecutionRecord>> {
+        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE tenant_id = $1");
+        let mut binds: Vec<String> = vec![tenant_id.to_string()];
+        for (column, value) in [
+            ("workflow_id =", workflow_id.map(|w| w.to_string())),
+            ("status =", status.map(str::to_owned)),
+            ("event_id =", event_id.map(|e| e.to_string())),
+            ("id <", before.map(|b| b.to_string())),
+        ] {
+            if let Some(value) = value {
+                binds.push(value);
+                sql.push_str(&format!(" AND {column} ${}", binds.len()));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", binds.len() + 1));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(decode_execution).collect()
+    }
+
+    /// Every step of an execution with every attempt.
+    pub async fn execution_steps(&self, tenant_id: Uuid, execution_id: Uuid) -> StoreResult<Vec<StepRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, position, action_type, status, attempts, next_run_at, output, last_error \
+             FROM steps WHERE execution_id = $1 AND tenant_id = $2 ORDER BY position",
+        )
+        .bind(execution_id.to_string())
+        .bind(tenant_id.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let mut steps = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let status: String = r.try_get(3)?;
+            steps.push(StepRecord {
+                id: parse_uuid(&r.try_get::<String, _>(0)?)?,
+                position: r.try_get(1)?,
+                action_type: r.try_get(2)?,
+                next_run_at: (status == "queued").then(|| from_ms(r.try_get(5).unwrap_or_default())),
+                status,
+                attempt_count: r.try_get(4)?,
+                output: parse_json(r.try_get(6)?),
+                last_error: r.try_get(7)?,
+                attempts: Vec::new(),
+            });
+        }
+        let attempts = sqlx::query(
+            "SELECT a.step_id, a.number, a.worker, a.started_at, a.ended_at, a.outcome, a.error, a.output \
+             FROM attempts a JOIN steps s ON s.id = a.step_id \
+             WHERE s.execution_id = $1 AND a.tenant_id = $2 ORDER BY a.started_at, a.number",
+        )
+        .bind(execution_id.to_string())
+        .bind(tenant_id.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        for r in &attempts {
+            let step_id = parse_uuid(&r.try_get::<String, _>(0)?)?;
+            if let Some(step) = steps.iter_mut().find(|s| s.id == step_id) {
+                step.attempts.push(AttemptRecord {
+                    number: r.try_get(1)?,
+                    worker: r.try_get(2)?,
+                    started_at: from_ms(r.try_get(3)?),
+                    ended_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
+                    outcome: r.try_get(5)?,
+                    error: r.try_get(6)?,
+                    output: parse_json(r.try_get(7)?),
+                });
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Resumes paused executions — one by id, every paused one of a workflow, or (with
+    /// `only_reason`) those paused for that reason — re-running the step they stopped at.
+    /// Returns the resumed execution ids and the steps to dispatch.
+    pub async fn resume_executions(
+        &self,
+        tenant_id: Uuid,
+        execution_id: Option<Uuid>,
+        workflow_id: Option<Uuid>,
+        only_reason: Option<&str>,
+    ) -> StoreResult<(Vec<Uuid>, Vec<(Job, i64)>)> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let mut sql = "SELECT id, current_step FROM executions WHERE tenant_id = $1 AND status = 'paused'".to_owned();
+        let mut binds = vec![tenant_id.to_string()];
+        if let Some(id) = execution_id {
+            binds.push(id.to_string());
+            sql.push_str(&format!(" AND id = ${}", binds.len()));
+        }
+        if let Some(id) = workflow_id {
+            binds.push(id.to_string());
+            sql.push_str(&format!(" AND workflow_id = ${}", binds.len()));
+        }
+        if let Some(reason) = only_reason {
+            binds.push(reason.to_owned());
+            sql.push_str(&format!(" AND pause_reason = ${}", binds.len()));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+        let mut resumed = Vec::new();
+        let mut jobs = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let position: i64 = r.try_get(1)?;
+            let step = sqlx::query(
+                "UPDATE steps SET status = 'queued', failures = 0, next_run_at = $1, lease_owner = NULL, \
+                 lease_until = NULL WHERE execution_id = $2 AND position = $3 \
+                 AND status IN ('failed', 'blocked', 'queued', 'pending') RETURNING id",
+            )
+            .bind(now)
+            .bind(&id)
+            .bind(position)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            sqlx::query(
+                "UPDATE executions SET status = 'queued', pause_reason = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            resumed.push(parse_uuid(&id)?);
+            if let Some(step) = step {
+                jobs.push((Job::RunStep { step_id: parse_uuid(&step.try_get::<String, _>(0)?)? }, now));
+            }
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok((resumed, jobs))
+    }
+
+    /// Cancels unfinished executions — one by id, or all of a workflow. Returns those cancelled.
+    pub async fn cancel_executions(
+        &self,
+        tenant_id: Uuid,
+        execution_id: Option<Uuid>,
+        workflow_id: Option<Uuid>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let (column, value) = match (execution_id, workflow_id) {
+            (Some(id), _) => ("id", id.to_string()),
+            (None, Some(id)) => ("workflow_id", id.to_string()),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let sql = format!(
+            "UPDATE executions SET status = 'cancelled', pause_reason = NULL, updated_at = $1, finished_at = $1 \
+             WHERE tenant_id = $2 AND {column} = $3 AND status NOT IN ('succeeded', 'cancelled') RETURNING id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(tenant_id.to_string())
+            .bind(value)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect::<StoreResult<_>>()?;
+        for id in &ids {
+            // A running step finishes on its own and finds the execution cancelled.
+            sqlx::query(
+                "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status IN ('queued', 'pending', 'blocked', 'failed')",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(ids)
+    }
+
+    /// Saves (or refreshes) a browser's push subscription.
+    pub async fn save_push_subscription(&self, tenant_id: Uuid, endpoint: &str, p256dh: &str, auth: &str) -> StoreResult<bool> {
+        let existed = sqlx::query("SELECT 1 FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
+            .bind(tenant_id.to_string())
+            .bind(endpoint)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .is_some();
+        sqlx::query(
+            "INSERT INTO push_subscriptions (tenant_id, endpoint, p256dh, auth, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth",
+        )
+        .bind(tenant_id.to_string())
+        .bind(endpoint)
+        .bind(p256dh)
+        .bind(auth)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(!existed)
+    }
+
+    pub async fn push_subscriptions(&self, tenant_id: Uuid) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE tenant_id = $1 ORDER BY created_at")
+            .bind(tenant_id.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Counts of executions by status, for `/metrics`.
+    pub async fn execution_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM executions GROUP BY status")
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+}
+
+async fn record_endpoint(tx: &mut Tx, tenant: &str, report: &EndpointReport, now: i64) -> StoreResult<()> {
+    match report {
+        EndpointReport::Succeeded(url) => {
+            sqlx::query("UPDATE endpoint_health SET failures = 0 WHERE tenant_id = $1 AND url = $2")
+                .bind(tenant)
+                .bind(url)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        EndpointReport::Failed(url) => {
+            sqlx::query(
+                "INSERT INTO endpoint_health (tenant_id, url, failures) VALUES ($1, $2, 1) \
+                 ON CONFLICT (tenant_id, url) DO UPDATE SET failures = endpoint_health.failures + 1",
+            )
+            .bind(tenant)
+            .bind(url)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            sqlx::query(
+                "UPDATE endpoint_health SET disabled_at = $1, disabled_reason = $2 \
+                 WHERE tenant_id = $3 AND url = $4 AND failures >= $5 AND disabled_at IS NULL",
+            )
+            .bind(now)
+            .bind(format!("{ENDPOINT_FAILURE_LIMIT} consecutive failed attempts"))
+            .bind(tenant)
+            .bind(url)
+            .bind(ENDPOINT_FAILURE_LIMIT)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        }
+        EndpointReport::Gone(url) => {
+            sqlx::query(
+                "INSERT INTO endpoint_health (tenant_id, url, failures, disabled_at, disabled_reason) \
+                 VALUES ($1, $2, 1, $3, 'the endpoint answered 410 Gone') \
+                 ON CONFLICT (tenant_id, url) DO UPDATE SET disabled_at = $3, \
+                 disabled_reason = 'the endpoint answered 410 Gone'",
+            )
+            .bind(tenant)
+            .bind(url)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        }
+    }
+    Ok(())
+}
+
+/// `update_status`: sets the entity's status and emits `<entity>_status_changed` plus the trigger
+/// the status names, caused by the execution's event. Event keys derive from the step, so a
+/// re-run of the step emits nothing twice.
+async fn emit_status_change(tx: &mut Tx, step: &ClaimedStep, cause: &Cause, status: &str) -> StoreResult<Vec<Uuid>> {
+    let execution = &step.execution;
+    let Ok(entity_type) = execution.entity_type.parse::<EntityType>() else {
+        return Ok(Vec::new());
+    };
+    let old = entity_for_update(tx, execution.tenant_id, &execution.entity_type, &execution.entity_id)
+        .await?
+        .unwrap_or_default();
+    let mut data: Map<String, Value> = old.clone();
+    data.insert("status".to_owned(), Value::String(status.to_owned()));
+    let mut chain = cause.chain.clone();
+    chain.push(cause.chain_marker.clone());
+    let mut emitted = Vec::new();
+    for (i, trigger) in switchyard_triggers::triggers_for_status(entity_type, status).into_iter().enumerate() {
+        let event = NewEvent {
+            tenant_id: execution.tenant_id,
+            event_key: Some(format!("step_{}_{}", step.step_id.simple(), trigger.code)),
+            entity_type,
+            entity_id: execution.entity_id.clone(),
+            trigger: trigger.code.to_owned(),
+            data: data.clone(),
+            previous: Some(old.clone()),
+            occurred_at: None,
+            causation_id: Some(cause.event_id),
+            depth: cause.depth + 1,
+            chain: chain.clone(),
+            update_entity: i == 0,
+        };
+        let ingested = insert_event(tx, &event).await?;
+        if !ingested.duplicate {
+            emitted.push(ingested.id);
+        }
+    }
+    Ok(emitted)
+}
