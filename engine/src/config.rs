@@ -208,7 +208,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 
     /// Key prefix of the Redis queue (several deployments may share one Redis).
-    #[arg(long, env = "SWITCHYARD_REDIS_PREFIX", default_value = "switchyard", global = true)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_REDIS_PREFIX",
+        default_value = "switchyard",
+        global = true
+    )]
     pub redis_prefix: String,
 
     /// API requests per second per tenant (the token bucket holds twice this).

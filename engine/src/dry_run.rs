@@ -18,12 +18,9 @@ pub struct DryRun<'a> {
 impl DryRun<'_> {
     fn conditions(&self) -> Result<WorkflowConditions, ApiError> {
         let condition = match &self.spec.condition {
-            Some(source) => Some(
-                self.state
-                    .conditions
-                    .compile(source)
-                    .map_err(|e| ApiError::field("condition", format!("condition does not compile: {e}")))?,
-            ),
+            Some(source) => Some(self.state.conditions.compile(source).map_err(|e| {
+                ApiError::field("condition", format!("condition does not compile: {e}"))
+            })?),
             None => None,
         };
         Ok(WorkflowConditions {
@@ -41,7 +38,11 @@ impl DryRun<'_> {
             .store
             .entity(self.tenant_id, event.entity_type.as_str(), &event.entity_id)
             .await?;
-        let previous = event.previous.map(Value::Object).or(stored).unwrap_or_else(|| json!({}));
+        let previous = event
+            .previous
+            .map(Value::Object)
+            .or(stored)
+            .unwrap_or_else(|| json!({}));
         let entity = Value::Object(event.data);
         let event_json = json!({
             "id": event.event_id.unwrap_or_else(|| "dry-run".to_owned()),
@@ -58,8 +59,13 @@ impl DryRun<'_> {
             event: event_json.clone(),
             tenant: json!({"id": self.tenant_id}),
         };
-        let report = switchyard_triggers::matching::evaluate(&self.state.conditions, &self.conditions()?, &input);
-        let trigger_matches = trigger.code == self.spec.trigger && event.entity_type == self.spec.entity_type;
+        let report = switchyard_triggers::matching::evaluate(
+            &self.state.conditions,
+            &self.conditions()?,
+            &input,
+        );
+        let trigger_matches =
+            trigger.code == self.spec.trigger && event.entity_type == self.spec.entity_type;
         let scope = json!({
             "entity": entity,
             "event": event_json,
@@ -70,7 +76,12 @@ impl DryRun<'_> {
             .actions
             .iter()
             .map(|step| {
-                let secrets = self.state.actions.get(&step.kind).map(|a| a.secret_params()).unwrap_or_default();
+                let secrets = self
+                    .state
+                    .actions
+                    .get(&step.kind)
+                    .map(|a| a.secret_params())
+                    .unwrap_or_default();
                 match switchyard_actions::template::render_params(&step.params, &scope, secrets) {
                     Ok(mut params) => {
                         for &secret in secrets {
@@ -111,7 +122,11 @@ impl DryRun<'_> {
         let mut unmatched_samples = Vec::new();
         for event in &events {
             let input = crate::executor::eval_input(event);
-            let report = switchyard_triggers::matching::evaluate(&self.state.conditions, &conditions, &input);
+            let report = switchyard_triggers::matching::evaluate(
+                &self.state.conditions,
+                &conditions,
+                &input,
+            );
             let sample = json!({
                 "eventId": event.event_key, "entityId": event.entity_id, "occurredAt": event.occurred_at,
                 "conditions": report.conditions, "script": report.script,

@@ -165,7 +165,10 @@ impl App {
 }
 
 /// The dispatcher the settings ask for: Redis when `--redis-url` is set, else the SQLite file.
-pub async fn open_dispatch(settings: &Settings, store: &Store) -> anyhow::Result<Arc<dyn Dispatch>> {
+pub async fn open_dispatch(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<Arc<dyn Dispatch>> {
     match (&settings.redis_url, store.backend()) {
         (Some(_), _) => bail!("TEMP: redis dispatch not wired yet"),
         (None, Backend::Sqlite) => Ok(Arc::new(SqliteDispatch::new(store.clone()))),

@@ -321,6 +321,10 @@ pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("switchyard");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p switchyard` first (the test script does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p switchyard` first (the test script does)",
+        bin.display()
+    );
     bin
 }

@@ -22,7 +22,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or_default()
+        self.headers
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -48,13 +51,22 @@ pub struct Receiver {
     inner: Arc<Mutex<Inner>>,
 }
 
-async fn receive(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let answer = {
         let mut inner = inner.lock().expect("receiver lock");
         let received = Received {
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect(),
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             raw: body.to_vec(),
@@ -69,7 +81,9 @@ async fn receive(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, bod
     };
     match answer {
         Answer::Ok => StatusCode::OK,
-        Answer::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Answer::Status(code) => {
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
         Answer::Slow(wait) => {
             tokio::time::sleep(wait).await;
             StatusCode::OK
@@ -80,13 +94,20 @@ async fn receive(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, bod
 impl Receiver {
     pub async fn start() -> Receiver {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().route("/hook", post(receive)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver { url: format!("http://{addr}/hook"), inner }
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            inner,
+        }
     }
 
     /// Answers for the next deliveries, in order; after them, the default.
@@ -115,7 +136,11 @@ impl Receiver {
             if got.len() >= n {
                 return got;
             }
-            assert!(Instant::now() < deadline, "receiver got {} of {n} deliveries in {timeout:?}", got.len());
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} of {n} deliveries in {timeout:?}",
+                got.len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -24,14 +24,27 @@ on_both_databases! {
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn post(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
-    send(server.http.post(server.url(path)).bearer_auth(key).json(body)).await
+    send(
+        server
+            .http
+            .post(server.url(path))
+            .bearer_auth(key)
+            .json(body),
+    )
+    .await
 }
 
 async fn get(server: &TestServer, key: &str, path: &str) -> Reply {
     send(server.http.get(server.url(path)).bearer_auth(key)).await
 }
 
-async fn webhook_workflow(server: &TestServer, key: &str, trigger: &str, url: &str, extra: Value) -> String {
+async fn webhook_workflow(
+    server: &TestServer,
+    key: &str,
+    trigger: &str,
+    url: &str,
+    extra: Value,
+) -> String {
     let mut body = json!({
         "name": format!("notify {trigger}"),
         "entityType": "Order",
@@ -47,7 +60,10 @@ async fn webhook_workflow(server: &TestServer, key: &str, trigger: &str, url: &s
         }
     }
     let reply = post(server, key, "/api/workflows/configure", &body).await;
-    reply.assert_ok(201)["guid"].as_str().expect("guid").to_owned()
+    reply.assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned()
 }
 
 fn order_event(event_id: &str, status: &str, total: f64) -> Value {
@@ -63,11 +79,17 @@ async fn execution_of(server: &TestServer, key: &str, event_id: &str) -> String 
         e["state"] == "processed"
     })
     .await;
-    event["executions"][0]["id"].as_str().unwrap_or_else(|| panic!("no execution: {event}")).to_owned()
+    event["executions"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no execution: {event}"))
+        .to_owned()
 }
 
 async fn execution_in(server: &TestServer, key: &str, id: &str, status: &str) -> Value {
-    eventually(server, key, &format!("/api/executions/{id}"), WAIT, |e| e["status"] == status).await
+    eventually(server, key, &format!("/api/executions/{id}"), WAIT, |e| {
+        e["status"] == status
+    })
+    .await
 }
 
 async fn event_runs_a_webhook_once(db: Db) {
@@ -76,7 +98,13 @@ async fn event_runs_a_webhook_once(db: Db) {
     let receiver = Receiver::start().await;
     let workflow = webhook_workflow(&server, &key, "order_paid", &receiver.url, json!({})).await;
 
-    let accepted = post(&server, &key, "/api/events", &order_event("evt-1", "paid", 120.5)).await;
+    let accepted = post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("evt-1", "paid", 120.5),
+    )
+    .await;
     let data = accepted.assert_ok(202);
     assert_eq!(data["eventId"], "evt-1");
     assert_eq!(data["duplicate"], false);
@@ -108,11 +136,22 @@ async fn event_runs_a_webhook_once(db: Db) {
     assert_eq!(event["previous"]["status"], "pending");
 
     // The same eventId again starts nothing.
-    let again = post(&server, &key, "/api/events", &order_event("evt-1", "paid", 120.5)).await;
+    let again = post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("evt-1", "paid", 120.5),
+    )
+    .await;
     assert_eq!(again.assert_ok(202)["duplicate"], true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.count(), 1, "a duplicate event was delivered");
-    let listed = get(&server, &key, &format!("/api/executions?workflowId={workflow}")).await;
+    let listed = get(
+        &server,
+        &key,
+        &format!("/api/executions?workflowId={workflow}"),
+    )
+    .await;
     assert_eq!(listed.assert_ok(200).as_array().expect("list").len(), 1);
     server.stop().await;
 }
@@ -129,20 +168,66 @@ async fn conditions_decide_and_are_recorded(db: Db) {
     let script_error = json!({"condition": "entity.total / entity.missing.deeper > 1"});
     webhook_workflow(&server, &key, "order_paid", &receiver.url, script_error).await;
 
-    post(&server, &key, "/api/events", &order_event("small", "paid", 50.0)).await.assert_ok(202);
-    let event = eventually(&server, &key, "/api/events/small", WAIT, |e| e["state"] == "processed").await;
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("small", "paid", 50.0),
+    )
+    .await
+    .assert_ok(202);
+    let event = eventually(&server, &key, "/api/events/small", WAIT, |e| {
+        e["state"] == "processed"
+    })
+    .await;
     assert_eq!(event["outcome"]["matched"], json!([]));
-    let not_matched = event["outcome"]["notMatched"].as_array().expect("notMatched");
+    let not_matched = event["outcome"]["notMatched"]
+        .as_array()
+        .expect("notMatched");
     assert_eq!(not_matched.len(), 2);
-    let by_script = not_matched.iter().find(|n| n["script"]["result"] == false).expect("script false");
-    assert!(by_script["conditions"].as_array().expect("conditions").iter().all(|c| c["holds"] == true));
-    let errored = not_matched.iter().find(|n| n["script"]["error"].is_string()).expect("script error recorded");
-    assert!(errored["script"]["error"].as_str().expect("error").contains("condition"), "{errored}");
+    let by_script = not_matched
+        .iter()
+        .find(|n| n["script"]["result"] == false)
+        .expect("script false");
+    assert!(
+        by_script["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .all(|c| c["holds"] == true)
+    );
+    let errored = not_matched
+        .iter()
+        .find(|n| n["script"]["error"].is_string())
+        .expect("script error recorded");
+    assert!(
+        errored["script"]["error"]
+            .as_str()
+            .expect("error")
+            .contains("condition"),
+        "{errored}"
+    );
 
-    post(&server, &key, "/api/events", &order_event("big", "paid", 150.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("big", "paid", 150.0),
+    )
+    .await
+    .assert_ok(202);
     receiver.wait_for(1, WAIT).await;
-    let event = eventually(&server, &key, "/api/events/big", WAIT, |e| e["state"] == "processed").await;
-    assert_eq!(event["outcome"]["matched"].as_array().expect("matched").len(), 1);
+    let event = eventually(&server, &key, "/api/events/big", WAIT, |e| {
+        e["state"] == "processed"
+    })
+    .await;
+    assert_eq!(
+        event["outcome"]["matched"]
+            .as_array()
+            .expect("matched")
+            .len(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.count(), 1);
     server.stop().await;
@@ -156,48 +241,115 @@ async fn retries_then_pause_then_resume(db: Db) {
 
     // Two failures, then success: within the retry schedule (3 retries).
     receiver.script(&[Answer::Status(500), Answer::Status(503)]);
-    post(&server, &key, "/api/events", &order_event("flaky", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("flaky", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     let id = execution_of(&server, &key, "flaky").await;
     let execution = execution_in(&server, &key, &id, "succeeded").await;
-    let attempts = execution["steps"][0]["attempts"].as_array().expect("attempts").clone();
+    let attempts = execution["steps"][0]["attempts"]
+        .as_array()
+        .expect("attempts")
+        .clone();
     assert_eq!(attempts.len(), 3, "{attempts:?}");
     assert_eq!(attempts[0]["outcome"], "retry");
-    assert!(attempts[0]["error"].as_str().expect("error").contains("500"), "{attempts:?}");
-    let ids: Vec<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
-    assert!(ids.windows(2).all(|w| w[0] == w[1]), "webhook-id must be stable across attempts: {ids:?}");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("500"),
+        "{attempts:?}"
+    );
+    let ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "webhook-id must be stable across attempts: {ids:?}"
+    );
 
     // Always failing: the schedule is spent and the execution pauses.
     receiver.answer_always(Answer::Status(500));
-    post(&server, &key, "/api/events", &order_event("down", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("down", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     let id = execution_of(&server, &key, "down").await;
     let paused = execution_in(&server, &key, &id, "paused").await;
     assert_eq!(paused["pauseReason"], "action_failed");
-    assert_eq!(paused["steps"][0]["attempts"].as_array().expect("attempts").len(), 4);
+    assert_eq!(
+        paused["steps"][0]["attempts"]
+            .as_array()
+            .expect("attempts")
+            .len(),
+        4
+    );
     assert_eq!(paused["steps"][0]["status"], "failed");
 
     // Resuming something that is not paused is a conflict.
     let succeeded_one = execution_of(&server, &key, "flaky").await;
-    get(&server, &key, &format!("/api/workflows/resume-workflow?workflowId={succeeded_one}"))
-        .await
-        .assert_error(409, "CONFLICT");
+    get(
+        &server,
+        &key,
+        &format!("/api/workflows/resume-workflow?workflowId={succeeded_one}"),
+    )
+    .await
+    .assert_error(409, "CONFLICT");
 
     // Fixed: resume re-runs the failed step and the execution succeeds.
     receiver.answer_always(Answer::Ok);
     let before = receiver.count();
-    let resumed = get(&server, &key, &format!("/api/workflows/resume-workflow?workflowId={id}")).await;
+    let resumed = get(
+        &server,
+        &key,
+        &format!("/api/workflows/resume-workflow?workflowId={id}"),
+    )
+    .await;
     assert_eq!(resumed.assert_ok(200)["resumed"][0], id);
     let done = execution_in(&server, &key, &id, "succeeded").await;
-    assert_eq!(done["steps"][0]["attempts"].as_array().expect("attempts").len(), 5);
+    assert_eq!(
+        done["steps"][0]["attempts"]
+            .as_array()
+            .expect("attempts")
+            .len(),
+        5
+    );
     assert_eq!(receiver.count(), before + 1);
 
     // Resuming by workflow guid with nothing paused is a conflict too; an unknown id is 404.
-    send(server.http.post(server.url(&format!("/api/workflows/resume-workflow?workflowId={workflow}"))).bearer_auth(&key))
+    send(
+        server
+            .http
+            .post(server.url(&format!(
+                "/api/workflows/resume-workflow?workflowId={workflow}"
+            )))
+            .bearer_auth(&key),
+    )
+    .await
+    .assert_error(409, "CONFLICT");
+    get(
+        &server,
+        &key,
+        &format!(
+            "/api/workflows/resume-workflow?workflowId={}",
+            uuid::Uuid::now_v7()
+        ),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    get(&server, &key, "/api/workflows/resume-workflow")
         .await
-        .assert_error(409, "CONFLICT");
-    get(&server, &key, &format!("/api/workflows/resume-workflow?workflowId={}", uuid::Uuid::now_v7()))
-        .await
-        .assert_error(404, "NOT_FOUND");
-    get(&server, &key, "/api/workflows/resume-workflow").await.assert_error(400, "VALIDATION_ERROR");
+        .assert_error(400, "VALIDATION_ERROR");
     server.stop().await;
 }
 
@@ -208,24 +360,51 @@ async fn toggle_pauses_and_resumes_in_flight_executions(db: Db) {
     let steps = json!({"actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": receiver.url}]});
     let workflow = webhook_workflow(&server, &key, "order_paid", &receiver.url, steps).await;
 
-    post(&server, &key, "/api/events", &order_event("slow", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("slow", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     let id = execution_of(&server, &key, "slow").await;
     let waiting = execution_in(&server, &key, &id, "waiting").await;
     assert_eq!(waiting["steps"][0]["status"], "succeeded");
     assert_eq!(waiting["steps"][1]["status"], "queued");
 
-    let off = get(&server, &key, &format!("/api/workflows/configured/{workflow}/toggle")).await;
+    let off = get(
+        &server,
+        &key,
+        &format!("/api/workflows/configured/{workflow}/toggle"),
+    )
+    .await;
     assert_eq!(off.assert_ok(200)["isActive"], false);
     let paused = execution_in(&server, &key, &id, "paused").await;
     assert_eq!(paused["pauseReason"], "workflow_disabled");
     assert_eq!(receiver.count(), 0);
 
     // While off, new events match nothing.
-    post(&server, &key, "/api/events", &order_event("while-off", "paid", 10.0)).await.assert_ok(202);
-    let event = eventually(&server, &key, "/api/events/while-off", WAIT, |e| e["state"] == "processed").await;
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("while-off", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
+    let event = eventually(&server, &key, "/api/events/while-off", WAIT, |e| {
+        e["state"] == "processed"
+    })
+    .await;
     assert_eq!(event["executions"], json!([]));
 
-    let on = get(&server, &key, &format!("/api/workflows/configured/{workflow}/toggle")).await;
+    let on = get(
+        &server,
+        &key,
+        &format!("/api/workflows/configured/{workflow}/toggle"),
+    )
+    .await;
     assert_eq!(on.assert_ok(200)["isActive"], true);
     execution_in(&server, &key, &id, "succeeded").await;
     assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
@@ -238,22 +417,56 @@ async fn cancel_stops_an_execution(db: Db) {
     let receiver = Receiver::start().await;
     let steps = json!({"actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": receiver.url}]});
     let workflow = webhook_workflow(&server, &key, "order_paid", &receiver.url, steps).await;
-    post(&server, &key, "/api/events", &order_event("c1", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("c1", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     let id = execution_of(&server, &key, "c1").await;
     execution_in(&server, &key, &id, "waiting").await;
-    let cancelled = post(&server, &key, &format!("/api/executions/{id}/cancel"), &json!({})).await;
+    let cancelled = post(
+        &server,
+        &key,
+        &format!("/api/executions/{id}/cancel"),
+        &json!({}),
+    )
+    .await;
     assert_eq!(cancelled.assert_ok(200)["status"], "cancelled");
-    post(&server, &key, &format!("/api/executions/{id}/cancel"), &json!({})).await.assert_error(409, "CONFLICT");
+    post(
+        &server,
+        &key,
+        &format!("/api/executions/{id}/cancel"),
+        &json!({}),
+    )
+    .await
+    .assert_error(409, "CONFLICT");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(receiver.count(), 0, "a cancelled execution went on");
     let after = get(&server, &key, &format!("/api/executions/{id}")).await;
     assert_eq!(after.assert_ok(200)["status"], "cancelled");
 
     // Deleting a workflow cancels its in-flight executions.
-    post(&server, &key, "/api/events", &order_event("c2", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("c2", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     let id2 = execution_of(&server, &key, "c2").await;
     execution_in(&server, &key, &id2, "waiting").await;
-    send(server.http.delete(server.url(&format!("/api/workflows/configured/{workflow}"))).bearer_auth(&key)).await.assert_ok(200);
+    send(
+        server
+            .http
+            .delete(server.url(&format!("/api/workflows/configured/{workflow}")))
+            .bearer_auth(&key),
+    )
+    .await
+    .assert_ok(200);
     execution_in(&server, &key, &id2, "cancelled").await;
     server.stop().await;
 }
@@ -264,15 +477,38 @@ async fn chains_stop_before_a_loop(db: Db) {
     // A: order_paid → status "fulfilled" (emits order_status_changed and order_fulfilled).
     // B: order_status_changed → status "paid" (emits order_status_changed and order_paid),
     //    which would start A again for the same order: refused.
-    let a = post(&server, &key, "/api/workflows/configure", &json!({
+    let a = post(
+        &server,
+        &key,
+        "/api/workflows/configure",
+        &json!({
         "name": "A", "entityType": "Order", "triggerId": "order_paid",
-        "action": {"type": "update_status", "status": "fulfilled"}})).await.assert_ok(201)["guid"].clone();
-    let b = post(&server, &key, "/api/workflows/configure", &json!({
+        "action": {"type": "update_status", "status": "fulfilled"}}),
+    )
+    .await
+    .assert_ok(201)["guid"]
+        .clone();
+    let b = post(
+        &server,
+        &key,
+        "/api/workflows/configure",
+        &json!({
         "name": "B", "entityType": "Order", "triggerId": "order_status_changed",
         "conditions": {"status": "fulfilled"},
-        "action": {"type": "update_status", "status": "paid"}})).await.assert_ok(201)["guid"].clone();
+        "action": {"type": "update_status", "status": "paid"}}),
+    )
+    .await
+    .assert_ok(201)["guid"]
+        .clone();
 
-    post(&server, &key, "/api/events", &order_event("loop-1", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("loop-1", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     // Wait until the chain settles: A ran once, B ran once, A's second start was refused.
     let deadline = std::time::Instant::now() + WAIT;
     let refused = loop {
@@ -287,18 +523,42 @@ async fn chains_stop_before_a_loop(db: Db) {
         if !refused.is_empty() {
             break refused;
         }
-        assert!(std::time::Instant::now() < deadline, "no refused match recorded: {events:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refused match recorded: {events:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(refused[0]["workflowId"], a);
-    assert!(refused[0]["reason"].as_str().expect("reason").contains("already ran"), "{refused:?}");
-    let runs_of_a = get(&server, &key, &format!("/api/executions?workflowId={}", a.as_str().expect("a"))).await;
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("already ran"),
+        "{refused:?}"
+    );
+    let runs_of_a = get(
+        &server,
+        &key,
+        &format!("/api/executions?workflowId={}", a.as_str().expect("a")),
+    )
+    .await;
     assert_eq!(runs_of_a.assert_ok(200).as_array().expect("list").len(), 1);
-    let runs_of_b = get(&server, &key, &format!("/api/executions?workflowId={}", b.as_str().expect("b"))).await;
+    let runs_of_b = get(
+        &server,
+        &key,
+        &format!("/api/executions?workflowId={}", b.as_str().expect("b")),
+    )
+    .await;
     assert_eq!(runs_of_b.assert_ok(200).as_array().expect("list").len(), 1);
 
     // Emitted events carry their cause and depth.
-    let events = get(&server, &key, "/api/events?entityType=Order&trigger=order_fulfilled").await;
+    let events = get(
+        &server,
+        &key,
+        "/api/events?entityType=Order&trigger=order_fulfilled",
+    )
+    .await;
     let fulfilled = events.assert_ok(200)[0].clone();
     assert_eq!(fulfilled["depth"], 1);
     assert!(fulfilled["causationId"].is_string());
@@ -314,13 +574,25 @@ async fn executions_finish_on_their_version(db: Db) {
     let new = Receiver::start().await;
     let steps = json!({"actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": old.url}]});
     let workflow = webhook_workflow(&server, &key, "order_paid", &old.url, steps).await;
-    post(&server, &key, "/api/events", &order_event("v1", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key,
+        "/api/events",
+        &order_event("v1", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     let id = execution_of(&server, &key, "v1").await;
     execution_in(&server, &key, &id, "waiting").await;
 
     let update = json!({"guid": workflow, "name": "v2", "entityType": "Order", "triggerId": "order_paid",
         "actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": new.url}]});
-    assert_eq!(post(&server, &key, "/api/workflows/configure", &update).await.assert_ok(200)["version"], 2);
+    assert_eq!(
+        post(&server, &key, "/api/workflows/configure", &update)
+            .await
+            .assert_ok(200)["version"],
+        2
+    );
     let done = execution_in(&server, &key, &id, "succeeded").await;
     assert_eq!(done["workflowVersion"], 1);
     assert_eq!(old.count(), 1);
@@ -337,34 +609,92 @@ async fn dry_run_and_backtest_send_nothing(db: Db) {
         "action": {"type": "webhook", "url": receiver.url, "headers": {"X-Order": "{{ entity.id }}-{{ entity.total }}"}}});
     let mut event = order_event("dry-1", "paid", 150.0);
     event["data"]["id"] = json!("ord_1001");
-    let answer = post(&server, &key, "/api/workflows/test", &json!({"workflow": workflow, "event": event})).await;
+    let answer = post(
+        &server,
+        &key,
+        "/api/workflows/test",
+        &json!({"workflow": workflow, "event": event}),
+    )
+    .await;
     let data = answer.assert_ok(200);
     assert_eq!(data["matched"], true);
     assert_eq!(data["conditions"][0]["holds"], true);
     assert_eq!(data["script"]["result"], true);
-    assert_eq!(data["actions"][0]["params"]["headers"]["X-Order"], "ord_1001-150.0");
+    assert_eq!(
+        data["actions"][0]["params"]["headers"]["X-Order"],
+        "ord_1001-150.0"
+    );
     assert_eq!(data["actions"][0]["params"]["secret"], "****");
 
     event["data"]["total"] = json!(50);
-    let answer = post(&server, &key, "/api/workflows/test", &json!({"workflow": workflow, "event": event})).await;
+    let answer = post(
+        &server,
+        &key,
+        "/api/workflows/test",
+        &json!({"workflow": workflow, "event": event}),
+    )
+    .await;
     assert_eq!(answer.assert_ok(200)["matched"], false);
 
     // Backtest over stored events of the trigger (no workflow listens, so nothing runs).
     for (i, total) in [150.0, 50.0, 300.0].iter().enumerate() {
-        post(&server, &key, "/api/events", &order_event(&format!("bt-{i}"), "paid", *total)).await.assert_ok(202);
+        post(
+            &server,
+            &key,
+            "/api/events",
+            &order_event(&format!("bt-{i}"), "paid", *total),
+        )
+        .await
+        .assert_ok(202);
     }
-    let guid = post(&server, &key, "/api/workflows/configure", &json!({"name": "bt", "entityType": "Order",
+    let guid = post(
+        &server,
+        &key,
+        "/api/workflows/configure",
+        &json!({"name": "bt", "entityType": "Order",
         "triggerId": "order_paid", "isActive": false, "condition": "entity.total > 100",
-        "action": {"type": "webhook", "url": receiver.url}})).await.assert_ok(201)["guid"].clone();
-    let backtest = post(&server, &key, "/api/workflows/test", &json!({"guid": guid, "backtest": {"limit": 500}})).await;
+        "action": {"type": "webhook", "url": receiver.url}}),
+    )
+    .await
+    .assert_ok(201)["guid"]
+        .clone();
+    let backtest = post(
+        &server,
+        &key,
+        "/api/workflows/test",
+        &json!({"guid": guid, "backtest": {"limit": 500}}),
+    )
+    .await;
     let data = backtest.assert_ok(200);
     assert_eq!(data["evaluated"], 3);
     assert_eq!(data["matched"], 2);
-    assert_eq!(data["samples"]["matched"].as_array().expect("samples").len(), 2);
+    assert_eq!(
+        data["samples"]["matched"]
+            .as_array()
+            .expect("samples")
+            .len(),
+        2
+    );
 
-    post(&server, &key, "/api/workflows/test", &json!({"guid": guid})).await.assert_error(400, "VALIDATION_ERROR");
-    post(&server, &key, "/api/workflows/test", &json!({"guid": guid, "backtest": {"limit": 0}})).await.assert_error(400, "VALIDATION_ERROR");
-    post(&server, &key, "/api/workflows/test", &json!({"guid": uuid::Uuid::now_v7(), "backtest": {}})).await.assert_error(404, "NOT_FOUND");
+    post(&server, &key, "/api/workflows/test", &json!({"guid": guid}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    post(
+        &server,
+        &key,
+        "/api/workflows/test",
+        &json!({"guid": guid, "backtest": {"limit": 0}}),
+    )
+    .await
+    .assert_error(400, "VALIDATION_ERROR");
+    post(
+        &server,
+        &key,
+        "/api/workflows/test",
+        &json!({"guid": uuid::Uuid::now_v7(), "backtest": {}}),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.count(), 0, "a dry run sent something");
     server.stop().await;
@@ -376,18 +706,54 @@ async fn events_and_executions_are_tenant_scoped(db: Db) {
     let (_, key_b) = server.tenant("B").await;
     let receiver = Receiver::start().await;
     webhook_workflow(&server, &key_a, "order_paid", &receiver.url, json!({})).await;
-    post(&server, &key_a, "/api/events", &order_event("iso-1", "paid", 10.0)).await.assert_ok(202);
+    post(
+        &server,
+        &key_a,
+        "/api/events",
+        &order_event("iso-1", "paid", 10.0),
+    )
+    .await
+    .assert_ok(202);
     let id = execution_of(&server, &key_a, "iso-1").await;
     execution_in(&server, &key_a, &id, "succeeded").await;
 
-    get(&server, &key_b, "/api/events/iso-1").await.assert_error(404, "NOT_FOUND");
-    get(&server, &key_b, &format!("/api/executions/{id}")).await.assert_error(404, "NOT_FOUND");
-    post(&server, &key_b, &format!("/api/executions/{id}/cancel"), &json!({})).await.assert_error(404, "NOT_FOUND");
-    get(&server, &key_b, &format!("/api/workflows/resume-workflow?workflowId={id}")).await.assert_error(404, "NOT_FOUND");
-    assert_eq!(get(&server, &key_b, "/api/executions").await.assert_ok(200), &json!([]));
-    assert_eq!(get(&server, &key_b, "/api/events").await.assert_ok(200), &json!([]));
+    get(&server, &key_b, "/api/events/iso-1")
+        .await
+        .assert_error(404, "NOT_FOUND");
+    get(&server, &key_b, &format!("/api/executions/{id}"))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    post(
+        &server,
+        &key_b,
+        &format!("/api/executions/{id}/cancel"),
+        &json!({}),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    get(
+        &server,
+        &key_b,
+        &format!("/api/workflows/resume-workflow?workflowId={id}"),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    assert_eq!(
+        get(&server, &key_b, "/api/executions").await.assert_ok(200),
+        &json!([])
+    );
+    assert_eq!(
+        get(&server, &key_b, "/api/events").await.assert_ok(200),
+        &json!([])
+    );
     // Tenant B's event with the same eventId is its own.
-    let b = post(&server, &key_b, "/api/events", &order_event("iso-1", "paid", 10.0)).await;
+    let b = post(
+        &server,
+        &key_b,
+        "/api/events",
+        &order_event("iso-1", "paid", 10.0),
+    )
+    .await;
     assert_eq!(b.assert_ok(202)["duplicate"], false);
     server.stop().await;
 }
@@ -406,13 +772,32 @@ async fn bad_events_are_refused(db: Db) {
         json!({"entityType": "Order", "trigger": "order_paid", "entityId": "x", "extra": 1}),
     ];
     for body in cases {
-        post(&server, &key, "/api/events", &body).await.assert_error(400, "VALIDATION_ERROR");
+        post(&server, &key, "/api/events", &body)
+            .await
+            .assert_error(400, "VALIDATION_ERROR");
     }
-    assert_eq!(get(&server, &key, "/api/events").await.assert_ok(200), &json!([]));
-    get(&server, &key, "/api/executions?status=weird").await.assert_error(400, "VALIDATION_ERROR");
-    get(&server, &key, "/api/executions?workflowId=nope").await.assert_error(400, "VALIDATION_ERROR");
-    get(&server, &key, "/api/executions/nope").await.assert_error(400, "VALIDATION_ERROR");
-    get(&server, &key, &format!("/api/executions/{}", uuid::Uuid::now_v7())).await.assert_error(404, "NOT_FOUND");
-    get(&server, &key, "/api/events/unknown-event").await.assert_error(404, "NOT_FOUND");
+    assert_eq!(
+        get(&server, &key, "/api/events").await.assert_ok(200),
+        &json!([])
+    );
+    get(&server, &key, "/api/executions?status=weird")
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    get(&server, &key, "/api/executions?workflowId=nope")
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    get(&server, &key, "/api/executions/nope")
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    get(
+        &server,
+        &key,
+        &format!("/api/executions/{}", uuid::Uuid::now_v7()),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    get(&server, &key, "/api/events/unknown-event")
+        .await
+        .assert_error(404, "NOT_FOUND");
     server.stop().await;
 }

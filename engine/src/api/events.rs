@@ -84,16 +84,25 @@ pub(crate) fn validate_event(event: &EventIn) -> ApiResult<()> {
     if trigger.scheduled {
         return Err(ApiError::field(
             "trigger",
-            format!("`{}` fires from its schedule; it cannot be posted", trigger.code),
+            format!(
+                "`{}` fires from its schedule; it cannot be posted",
+                trigger.code
+            ),
         ));
     }
     if event.entity_id.trim().is_empty() || event.entity_id.len() > MAX_ID {
-        return Err(ApiError::field("entityId", format!("entityId must be 1 to {MAX_ID} characters")));
+        return Err(ApiError::field(
+            "entityId",
+            format!("entityId must be 1 to {MAX_ID} characters"),
+        ));
     }
     if let Some(id) = &event.event_id
         && (id.trim().is_empty() || id.len() > MAX_ID)
     {
-        return Err(ApiError::field("eventId", format!("eventId must be 1 to {MAX_ID} characters")));
+        return Err(ApiError::field(
+            "eventId",
+            format!("eventId must be 1 to {MAX_ID} characters"),
+        ));
     }
     Ok(())
 }
@@ -106,7 +115,11 @@ pub(crate) fn validate_event(event: &EventIn) -> ApiResult<()> {
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn ingest(State(state): State<AppState>, tenant: Tenant, Json(event): Json<EventIn>) -> ApiResult<impl IntoResponse> {
+async fn ingest(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Json(event): Json<EventIn>,
+) -> ApiResult<impl IntoResponse> {
     validate_event(&event)?;
     let mut event = event;
     event.trigger = switchyard_triggers::resolve(event.entity_type, &event.trigger)
@@ -130,7 +143,11 @@ async fn ingest(State(state): State<AppState>, tenant: Tenant, Json(event): Json
         (status = 200, body = DataEnvelope<EventView>),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn get_event(State(state): State<AppState>, tenant: Tenant, Path(event_id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn get_event(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(event_id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let mut event = state.store.event_by_key(tenant.id, &event_id).await?;
     if event.is_none()
         && let Ok(id) = Uuid::parse_str(&event_id)
@@ -163,18 +180,42 @@ pub struct EventsQuery {
         (status = 200, body = ListEnvelope<EventView>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn list_events(State(state): State<AppState>, tenant: Tenant, Query(query): Query<EventsQuery>) -> ApiResult<impl IntoResponse> {
-    let page = PageParams { limit: query.limit, cursor: query.cursor }.page()?;
+async fn list_events(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Query(query): Query<EventsQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .page()?;
     let filter = match (&query.entity_type, &query.trigger) {
         (Some(entity), Some(trigger)) => {
-            let entity: EntityType = entity.parse().map_err(|e: switchyard_schemas::entity::UnknownEntityType| ApiError::field("entityType", e.to_string()))?;
-            let trigger = switchyard_triggers::resolve(entity, trigger).map_err(|e| ApiError::field("trigger", e.to_string()))?;
+            let entity: EntityType =
+                entity
+                    .parse()
+                    .map_err(|e: switchyard_schemas::entity::UnknownEntityType| {
+                        ApiError::field("entityType", e.to_string())
+                    })?;
+            let trigger = switchyard_triggers::resolve(entity, trigger)
+                .map_err(|e| ApiError::field("trigger", e.to_string()))?;
             Some((entity.as_str(), trigger.code))
         }
         (None, None) => None,
-        _ => return Err(ApiError::validation("give both entityType and trigger, or neither")),
+        _ => {
+            return Err(ApiError::validation(
+                "give both entityType and trigger, or neither",
+            ));
+        }
     };
-    let rows = state.store.list_events(tenant.id, filter, page.after, page.limit + 1).await?;
+    let rows = state
+        .store
+        .list_events(tenant.id, filter, page.after, page.limit + 1)
+        .await?;
     let (rows, cursor) = paginate(rows, page, |e| e.id);
-    Ok(list(rows.into_iter().map(|e| view(e, Vec::new())).collect(), cursor))
+    Ok(list(
+        rows.into_iter().map(|e| view(e, Vec::new())).collect(),
+        cursor,
+    ))
 }

@@ -52,8 +52,16 @@ pub struct ExecutionsQuery {
         (status = 200, body = ListEnvelope<ExecutionView>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn list_executions(State(state): State<AppState>, tenant: Tenant, Query(query): Query<ExecutionsQuery>) -> ApiResult<impl IntoResponse> {
-    let page = PageParams { limit: query.limit, cursor: query.cursor }.page()?;
+async fn list_executions(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Query(query): Query<ExecutionsQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .page()?;
     let workflow_id = query
         .workflow_id
         .as_deref()
@@ -70,7 +78,14 @@ async fn list_executions(State(state): State<AppState>, tenant: Tenant, Query(qu
     };
     let rows = state
         .store
-        .list_executions(tenant.id, workflow_id, status, None, page.after, page.limit + 1)
+        .list_executions(
+            tenant.id,
+            workflow_id,
+            status,
+            None,
+            page.after,
+            page.limit + 1,
+        )
         .await?;
     let (rows, cursor) = paginate(rows, page, |e| e.id);
     let mut items = Vec::with_capacity(rows.len());
@@ -88,9 +103,17 @@ async fn list_executions(State(state): State<AppState>, tenant: Tenant, Query(qu
         (status = 200, body = DataEnvelope<ExecutionView>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn get_execution(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn get_execution(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id = parse_id("execution id", &id)?;
-    let execution = state.store.execution(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    let execution = state
+        .store
+        .execution(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("execution"))?;
     let steps = state.store.execution_steps(tenant.id, id).await?;
     Ok(ok(ExecutionView { execution, steps }))
 }
@@ -103,14 +126,32 @@ async fn get_execution(State(state): State<AppState>, tenant: Tenant, Path(id): 
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn cancel(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn cancel(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id = parse_id("execution id", &id)?;
-    let execution = state.store.execution(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    let execution = state
+        .store
+        .execution(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("execution"))?;
     if matches!(execution.status.as_str(), "succeeded" | "cancelled") {
-        return Err(ApiError::conflict(format!("the execution is already {}", execution.status)));
+        return Err(ApiError::conflict(format!(
+            "the execution is already {}",
+            execution.status
+        )));
     }
-    state.store.cancel_executions(tenant.id, Some(id), None).await?;
-    let execution = state.store.execution(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    state
+        .store
+        .cancel_executions(tenant.id, Some(id), None)
+        .await?;
+    let execution = state
+        .store
+        .execution(tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("execution"))?;
     let steps = state.store.execution_steps(tenant.id, id).await?;
     Ok(ok(ExecutionView { execution, steps }))
 }

@@ -2,9 +2,9 @@
 //! this file only merges them and adds the layers every route shares.
 
 pub mod error;
-pub mod extract;
 mod events;
 mod executions;
+pub mod extract;
 mod health;
 mod limits;
 mod openapi;

@@ -14,11 +14,11 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{IfMatch, Json, PageParams, Query, Tenant, paginate, parse_id};
-use serde::Serialize;
-use utoipa::ToSchema;
 use super::respond::{list, ok, success};
 use crate::store::{StoredWorkflow, WorkflowWrite};
 use crate::workflow_spec::{Revealed, Validator, to_record};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -213,7 +213,12 @@ async fn configure(
         .spec
         .actions
         .iter()
-        .filter_map(|a| state.actions.get(&a.kind).and_then(|action| action.endpoint(&a.params)))
+        .filter_map(|a| {
+            state
+                .actions
+                .get(&a.kind)
+                .and_then(|action| action.endpoint(&a.params))
+        })
         .collect();
     state.store.enable_endpoints(tenant.id, &endpoints).await?;
     let mut headers = etag(stored.version);
@@ -290,7 +295,10 @@ async fn remove(
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id("workflow guid", &guid)?;
     state.store.delete_workflow(tenant.id, id, false).await?;
-    state.store.cancel_executions(tenant.id, None, Some(id)).await?;
+    state
+        .store
+        .cancel_executions(tenant.id, None, Some(id))
+        .await?;
     Ok(success())
 }
 
@@ -310,19 +318,34 @@ pub struct ResumeQuery {
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn resume(State(state): State<AppState>, tenant: Tenant, Query(query): Query<ResumeQuery>) -> ApiResult<impl IntoResponse> {
-    let raw = query
-        .workflow_id
-        .filter(|w| !w.is_empty())
-        .ok_or_else(|| ApiError::field("workflowId", "workflowId is required: a paused execution's id or a workflow guid"))?;
+async fn resume(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Query(query): Query<ResumeQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let raw = query.workflow_id.filter(|w| !w.is_empty()).ok_or_else(|| {
+        ApiError::field(
+            "workflowId",
+            "workflowId is required: a paused execution's id or a workflow guid",
+        )
+    })?;
     let id = parse_id("workflowId", &raw)?;
     let (resumed, jobs) = if let Some(execution) = state.store.execution(tenant.id, id).await? {
         if execution.status != "paused" {
-            return Err(ApiError::conflict(format!("the execution is {}, not paused", execution.status)));
+            return Err(ApiError::conflict(format!(
+                "the execution is {}, not paused",
+                execution.status
+            )));
         }
-        state.store.resume_executions(tenant.id, Some(id), None, None).await?
+        state
+            .store
+            .resume_executions(tenant.id, Some(id), None, None)
+            .await?
     } else if state.store.workflow(tenant.id, id).await?.is_some() {
-        let resumed = state.store.resume_executions(tenant.id, None, Some(id), None).await?;
+        let resumed = state
+            .store
+            .resume_executions(tenant.id, None, Some(id), None)
+            .await?;
         if resumed.0.is_empty() {
             return Err(ApiError::conflict("the workflow has no paused executions"));
         }
@@ -384,7 +407,11 @@ pub struct Backtest {
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn test_workflow(State(state): State<AppState>, tenant: Tenant, Json(request): Json<TestRequest>) -> ApiResult<impl IntoResponse> {
+async fn test_workflow(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Json(request): Json<TestRequest>,
+) -> ApiResult<impl IntoResponse> {
     let spec = match (request.workflow, request.guid) {
         (Some(config), None) => {
             let validator = Validator {
@@ -395,10 +422,21 @@ async fn test_workflow(State(state): State<AppState>, tenant: Tenant, Json(reque
             };
             validator.validate(config, None)?.spec
         }
-        (None, Some(guid)) => state.store.workflow(tenant.id, guid).await?.ok_or_else(|| ApiError::not_found("workflow"))?.spec,
+        (None, Some(guid)) => {
+            state
+                .store
+                .workflow(tenant.id, guid)
+                .await?
+                .ok_or_else(|| ApiError::not_found("workflow"))?
+                .spec
+        }
         _ => return Err(ApiError::validation("give either `workflow` or `guid`")),
     };
-    let report = crate::dry_run::DryRun { state: &state, tenant_id: tenant.id, spec: &spec };
+    let report = crate::dry_run::DryRun {
+        state: &state,
+        tenant_id: tenant.id,
+        spec: &spec,
+    };
     let answer = match (request.event, request.backtest) {
         (Some(event), None) => {
             super::events::validate_event(&event)?;
@@ -407,7 +445,10 @@ async fn test_workflow(State(state): State<AppState>, tenant: Tenant, Json(reque
         (None, Some(backtest)) => {
             let limit = backtest.limit.unwrap_or(500);
             if !(1..=5000).contains(&limit) {
-                return Err(ApiError::field("backtest", "backtest.limit must be 1 to 5000"));
+                return Err(ApiError::field(
+                    "backtest",
+                    "backtest.limit must be 1 to 5000",
+                ));
             }
             report.backtest(limit).await?
         }

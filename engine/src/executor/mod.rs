@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard_actions::{ActionError, ActionRegistry, Effect, StepContext, TenantView, PushSubscription};
+use switchyard_actions::{
+    ActionError, ActionRegistry, Effect, PushSubscription, StepContext, TenantView,
+};
 use switchyard_schemas::event::EventIn;
 use switchyard_triggers::{ConditionEngine, EvalInput, WorkflowConditions};
 use uuid::Uuid;
@@ -129,7 +131,11 @@ impl Executor {
     }
 
     /// `POST /api/events`: store, then hand matching to a worker.
-    pub async fn ingest(&self, tenant_id: Uuid, event: EventIn) -> StoreResult<crate::store::Ingested> {
+    pub async fn ingest(
+        &self,
+        tenant_id: Uuid,
+        event: EventIn,
+    ) -> StoreResult<crate::store::Ingested> {
         let new = NewEvent {
             tenant_id,
             event_key: event.event_id,
@@ -147,29 +153,48 @@ impl Executor {
         let ingested = self.store.ingest_event(&new).await?;
         metrics::counter!("switchyard_events_ingested_total", "duplicate" => ingested.duplicate.to_string()).increment(1);
         if !ingested.duplicate {
-            self.dispatch(&[(Job::ProcessEvent { event_id: ingested.id }, now_ms())]).await;
+            self.dispatch(&[(
+                Job::ProcessEvent {
+                    event_id: ingested.id,
+                },
+                now_ms(),
+            )])
+            .await;
         }
         Ok(ingested)
     }
 
     /// A workflow version, compiled once.
-    pub async fn prepared(&self, tenant_id: Uuid, workflow_id: Uuid, version: i64) -> Result<Arc<PreparedWorkflow>, JobError> {
-        if let Some(found) = self.versions.lock().ok().and_then(|m| m.get(&(workflow_id, version)).cloned()) {
+    pub async fn prepared(
+        &self,
+        tenant_id: Uuid,
+        workflow_id: Uuid,
+        version: i64,
+    ) -> Result<Arc<PreparedWorkflow>, JobError> {
+        if let Some(found) = self
+            .versions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(workflow_id, version)).cloned())
+        {
             return Ok(found);
         }
         let spec = self
             .store
             .workflow_version(tenant_id, workflow_id, version)
             .await?
-            .ok_or_else(|| JobError::Other(format!("workflow {workflow_id} version {version} is missing")))?;
-        let condition = match &spec.condition {
-            Some(source) => Some(
-                self.conditions
-                    .compile(source)
-                    .map_err(|e| JobError::Other(format!("stored condition does not compile: {e}")))?,
-            ),
-            None => None,
-        };
+            .ok_or_else(|| {
+                JobError::Other(format!(
+                    "workflow {workflow_id} version {version} is missing"
+                ))
+            })?;
+        let condition =
+            match &spec.condition {
+                Some(source) => Some(self.conditions.compile(source).map_err(|e| {
+                    JobError::Other(format!("stored condition does not compile: {e}"))
+                })?),
+                None => None,
+            };
         let prepared = Arc::new(PreparedWorkflow {
             conditions: WorkflowConditions {
                 conditions: spec.conditions.clone(),
@@ -245,7 +270,12 @@ impl Executor {
         let mut jobs = Vec::new();
         let now = now_ms();
         for (workflow_id, version, workflow) in &matched {
-            let kinds: Vec<String> = workflow.spec.actions.iter().map(|a| a.kind.clone()).collect();
+            let kinds: Vec<String> = workflow
+                .spec
+                .actions
+                .iter()
+                .map(|a| a.kind.clone())
+                .collect();
             if let Some((execution_id, first_step)) = crate::store::create_execution(
                 &mut tx,
                 event.tenant_id,
@@ -259,7 +289,12 @@ impl Executor {
             .await?
             {
                 started_executions.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "executionId": execution_id}));
-                jobs.push((Job::RunStep { step_id: first_step }, now));
+                jobs.push((
+                    Job::RunStep {
+                        step_id: first_step,
+                    },
+                    now,
+                ));
             }
         }
         let outcome = json!({
@@ -270,7 +305,8 @@ impl Executor {
         crate::store::finish_event(&mut tx, event.id, &outcome).await?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         metrics::counter!("switchyard_matches_total").increment(jobs.len() as u64);
-        metrics::histogram!("switchyard_event_match_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("switchyard_event_match_seconds")
+            .record(started.elapsed().as_secs_f64());
         self.dispatch(&jobs).await;
         Ok(())
     }
@@ -278,27 +314,43 @@ impl Executor {
     /// Runs one step: claim it, run its action under a lease that is kept alive, commit the
     /// outcome with its effects and the next step, then dispatch what follows.
     pub async fn run_step(&self, step_id: Uuid) -> Result<(), JobError> {
-        let Some(step) = self.store.claim_step(step_id, &self.worker_id, self.lease_ms()).await? else {
+        let Some(step) = self
+            .store
+            .claim_step(step_id, &self.worker_id, self.lease_ms())
+            .await?
+        else {
             return Ok(());
         };
         let execution = &step.execution;
         let tenant_id = execution.tenant_id;
         if execution.status == "cancelled" {
-            self.store.block_step(&step, &self.worker_id, "cancelled", true).await?;
+            self.store
+                .block_step(&step, &self.worker_id, "cancelled", true)
+                .await?;
             return Ok(());
         }
-        match self.store.workflow_state(tenant_id, execution.workflow_id).await? {
+        match self
+            .store
+            .workflow_state(tenant_id, execution.workflow_id)
+            .await?
+        {
             Some((_, true)) | None => {
-                self.store.block_step(&step, &self.worker_id, "workflow_deleted", true).await?;
+                self.store
+                    .block_step(&step, &self.worker_id, "workflow_deleted", true)
+                    .await?;
                 return Ok(());
             }
             Some((false, false)) => {
-                self.store.block_step(&step, &self.worker_id, "workflow_disabled", false).await?;
+                self.store
+                    .block_step(&step, &self.worker_id, "workflow_disabled", false)
+                    .await?;
                 return Ok(());
             }
             Some((true, false)) => {}
         }
-        let workflow = self.prepared(tenant_id, execution.workflow_id, execution.workflow_version).await?;
+        let workflow = self
+            .prepared(tenant_id, execution.workflow_id, execution.workflow_version)
+            .await?;
         let event = self
             .store
             .event(tenant_id, execution.event_id)
@@ -308,7 +360,11 @@ impl Executor {
             event_id: event.id,
             depth: event.depth,
             chain: event.chain.clone(),
-            chain_marker: chain_marker(execution.workflow_id, &execution.entity_type, &execution.entity_id),
+            chain_marker: chain_marker(
+                execution.workflow_id,
+                &execution.entity_type,
+                &execution.entity_id,
+            ),
         };
         let attempt_id = self.store.start_attempt(&step, &self.worker_id).await?;
         let started = Instant::now();
@@ -340,28 +396,67 @@ impl Executor {
         let execution = &step.execution;
         let position = usize::try_from(step.position).unwrap_or(usize::MAX);
         let Some(spec) = workflow.spec.actions.get(position) else {
-            return (StepFinish::Failed { error: format!("step {} is not in workflow version {}", step.position, execution.workflow_version) }, None);
+            return (
+                StepFinish::Failed {
+                    error: format!(
+                        "step {} is not in workflow version {}",
+                        step.position, execution.workflow_version
+                    ),
+                },
+                None,
+            );
         };
         let Some(action) = self.actions.get(&spec.kind) else {
-            return (StepFinish::Failed { error: format!("action type `{}` is not registered in this worker", spec.kind) }, None);
+            return (
+                StepFinish::Failed {
+                    error: format!(
+                        "action type `{}` is not registered in this worker",
+                        spec.kind
+                    ),
+                },
+                None,
+            );
         };
         let ctx = match self.context(step, workflow, event).await {
             Ok(ctx) => ctx,
-            Err(e) => return (self.retry_or_fail(step, format!("loading the step's context: {e}"), None), None),
+            Err(e) => {
+                return (
+                    self.retry_or_fail(step, format!("loading the step's context: {e}"), None),
+                    None,
+                );
+            }
         };
         let scope = ctx.template_scope();
         let secrets = action.secret_params();
-        let mut params = match switchyard_actions::template::render_params(&spec.params, &scope, secrets) {
-            Ok(params) => params,
-            Err(e) => return (StepFinish::Failed { error: format!("template error in {e}") }, None),
-        };
+        let mut params =
+            match switchyard_actions::template::render_params(&spec.params, &scope, secrets) {
+                Ok(params) => params,
+                Err(e) => {
+                    return (
+                        StepFinish::Failed {
+                            error: format!("template error in {e}"),
+                        },
+                        None,
+                    );
+                }
+            };
         for &secret in secrets {
             if let Some(Value::String(sealed)) = params.get(secret) {
-                match self.master_key.decrypt(sealed, &execution.tenant_id.to_string()) {
+                match self
+                    .master_key
+                    .decrypt(sealed, &execution.tenant_id.to_string())
+                {
                     Ok(plain) => {
                         params.insert(secret.to_owned(), Value::String(plain));
                     }
-                    Err(e) => return (StepFinish::Failed { error: format!("secret `{secret}`: {e}") }, None),
+                    Err(e) => {
+                        return (
+                            StepFinish::Failed {
+                                error: format!("secret `{secret}`: {e}"),
+                            },
+                            None,
+                        );
+                    }
                 }
             }
         }
@@ -371,17 +466,26 @@ impl Executor {
                 Ok(Some(reason)) => {
                     return (
                         StepFinish::Failed {
-                            error: format!("the endpoint {url} is disabled for this tenant ({reason}); save a workflow that uses it to enable it again"),
+                            error: format!(
+                                "the endpoint {url} is disabled for this tenant ({reason}); save a workflow that uses it to enable it again"
+                            ),
                         },
                         None,
                     );
                 }
                 Ok(None) => {}
-                Err(e) => return (self.retry_or_fail(step, format!("checking endpoint health: {e}"), None), None),
+                Err(e) => {
+                    return (
+                        self.retry_or_fail(step, format!("checking endpoint health: {e}"), None),
+                        None,
+                    );
+                }
             }
         }
 
-        let result = self.execute_with_lease(step, action.execute(params, &ctx)).await;
+        let result = self
+            .execute_with_lease(step, action.execute(params, &ctx))
+            .await;
         match result {
             Ok(outcome) => {
                 let mut wait_ms = None;
@@ -389,25 +493,54 @@ impl Executor {
                 let mut remove = Vec::new();
                 for effect in outcome.effects {
                     match effect {
-                        Effect::Wait { duration } => wait_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+                        Effect::Wait { duration } => {
+                            wait_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
+                        }
                         Effect::SetEntityStatus { status } => set_status = Some(status),
                         Effect::RemovePushSubscription { endpoint } => remove.push(endpoint),
                     }
                 }
                 (
-                    StepFinish::Succeeded { summary: outcome.summary, output: outcome.output, wait_ms, set_status, remove_push_subscriptions: remove },
+                    StepFinish::Succeeded {
+                        summary: outcome.summary,
+                        output: outcome.output,
+                        wait_ms,
+                        set_status,
+                        remove_push_subscriptions: remove,
+                    },
                     endpoint.map(EndpointReport::Succeeded),
                 )
             }
-            Err(ActionError::Retryable { reason, after }) => (self.retry_or_fail(step, reason, after), endpoint.map(EndpointReport::Failed)),
-            Err(ActionError::Permanent { reason }) => (StepFinish::Failed { error: reason }, endpoint.map(EndpointReport::Failed)),
-            Err(ActionError::EndpointGone { reason }) => (StepFinish::Failed { error: reason }, endpoint.map(EndpointReport::Gone)),
+            Err(ActionError::Retryable { reason, after }) => (
+                self.retry_or_fail(step, reason, after),
+                endpoint.map(EndpointReport::Failed),
+            ),
+            Err(ActionError::Permanent { reason }) => (
+                StepFinish::Failed { error: reason },
+                endpoint.map(EndpointReport::Failed),
+            ),
+            Err(ActionError::EndpointGone { reason }) => (
+                StepFinish::Failed { error: reason },
+                endpoint.map(EndpointReport::Gone),
+            ),
         }
     }
 
-    fn retry_or_fail(&self, step: &ClaimedStep, error: String, after: Option<Duration>) -> StepFinish {
-        let failures = usize::try_from(step.failures).unwrap_or(usize::MAX).saturating_add(1);
-        match retry::decide(&self.settings.retry_schedule, failures, after, rand::random::<f64>()) {
+    fn retry_or_fail(
+        &self,
+        step: &ClaimedStep,
+        error: String,
+        after: Option<Duration>,
+    ) -> StepFinish {
+        let failures = usize::try_from(step.failures)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        match retry::decide(
+            &self.settings.retry_schedule,
+            failures,
+            after,
+            rand::random::<f64>(),
+        ) {
             RetryDecision::After(delay) => StepFinish::Retry {
                 at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
                 error,
@@ -420,7 +553,11 @@ impl Executor {
 
     /// Runs an action while renewing the step's lease, so a long attempt is not taken over by
     /// another worker while it is alive; a hard timeout bounds it.
-    async fn execute_with_lease<F>(&self, step: &ClaimedStep, action: F) -> Result<switchyard_actions::Outcome, ActionError>
+    async fn execute_with_lease<F>(
+        &self,
+        step: &ClaimedStep,
+        action: F,
+    ) -> Result<switchyard_actions::Outcome, ActionError>
     where
         F: std::future::Future<Output = Result<switchyard_actions::Outcome, ActionError>>,
     {
@@ -430,9 +567,15 @@ impl Executor {
             interval.tick().await;
             loop {
                 interval.tick().await;
-                match self.store.extend_lease(step.step_id, &self.worker_id, self.lease_ms()).await {
+                match self
+                    .store
+                    .extend_lease(step.step_id, &self.worker_id, self.lease_ms())
+                    .await
+                {
                     Ok(true) => {}
-                    Ok(false) => tracing::warn!(step = %step.step_id, "lease lost while the step ran"),
+                    Ok(false) => {
+                        tracing::warn!(step = %step.step_id, "lease lost while the step ran")
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not renew a lease"),
                 }
             }
@@ -446,20 +589,37 @@ impl Executor {
         }
     }
 
-    async fn context(&self, step: &ClaimedStep, workflow: &PreparedWorkflow, event: &EventRecord) -> StoreResult<StepContext> {
+    async fn context(
+        &self,
+        step: &ClaimedStep,
+        workflow: &PreparedWorkflow,
+        event: &EventRecord,
+    ) -> StoreResult<StepContext> {
         let execution = &step.execution;
         let entity = self
             .store
-            .entity(execution.tenant_id, &execution.entity_type, &execution.entity_id)
+            .entity(
+                execution.tenant_id,
+                &execution.entity_type,
+                &execution.entity_id,
+            )
             .await?
             .unwrap_or_else(|| event.data.clone());
         let tenant = self.store.tenant(execution.tenant_id).await?;
-        let push_subscriptions = if self.actions.get(&step.action_type).is_some_and(|a| a.kind() == "send_push") {
+        let push_subscriptions = if self
+            .actions
+            .get(&step.action_type)
+            .is_some_and(|a| a.kind() == "send_push")
+        {
             self.store
                 .push_subscriptions(execution.tenant_id)
                 .await?
                 .into_iter()
-                .map(|(endpoint, p256dh, auth)| PushSubscription { endpoint, p256dh, auth })
+                .map(|(endpoint, p256dh, auth)| PushSubscription {
+                    endpoint,
+                    p256dh,
+                    auth,
+                })
                 .collect()
         } else {
             Vec::new()
@@ -515,7 +675,11 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "switchyard".to_owned())
 }

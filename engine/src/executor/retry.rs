@@ -44,9 +44,18 @@ mod tests {
     #[test]
     fn follows_the_schedule_with_jitter_then_gives_up() {
         let schedule = [secs(5), secs(300)];
-        assert_eq!(decide(&schedule, 1, None, 0.5), RetryDecision::After(secs(5)));
-        assert_eq!(decide(&schedule, 1, None, 0.0), RetryDecision::After(secs(4)));
-        assert_eq!(decide(&schedule, 2, None, 0.999_999), RetryDecision::After(secs(300).mul_f64(0.8 + 0.4 * 0.999_999)));
+        assert_eq!(
+            decide(&schedule, 1, None, 0.5),
+            RetryDecision::After(secs(5))
+        );
+        assert_eq!(
+            decide(&schedule, 1, None, 0.0),
+            RetryDecision::After(secs(4))
+        );
+        assert_eq!(
+            decide(&schedule, 2, None, 0.999_999),
+            RetryDecision::After(secs(300).mul_f64(0.8 + 0.4 * 0.999_999))
+        );
         assert_eq!(decide(&schedule, 3, None, 0.5), RetryDecision::GiveUp);
         assert_eq!(decide(&[], 1, None, 0.5), RetryDecision::GiveUp);
     }
@@ -54,8 +63,17 @@ mod tests {
     #[test]
     fn a_peer_hint_wins_but_is_capped() {
         let schedule = [secs(5)];
-        assert_eq!(decide(&schedule, 1, Some(secs(7)), 0.5), RetryDecision::After(secs(7)));
-        assert_eq!(decide(&schedule, 1, Some(secs(7 * 86400)), 0.5), RetryDecision::After(secs(86400)));
-        assert_eq!(decide(&schedule, 2, Some(secs(7)), 0.5), RetryDecision::GiveUp);
+        assert_eq!(
+            decide(&schedule, 1, Some(secs(7)), 0.5),
+            RetryDecision::After(secs(7))
+        );
+        assert_eq!(
+            decide(&schedule, 1, Some(secs(7 * 86400)), 0.5),
+            RetryDecision::After(secs(86400))
+        );
+        assert_eq!(
+            decide(&schedule, 2, Some(secs(7)), 0.5),
+            RetryDecision::GiveUp
+        );
     }
 }

@@ -35,7 +35,11 @@ impl Backend for DispatchBackend {
     type Task = Task<Delivery>;
     type Error = Infallible;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
@@ -47,7 +51,11 @@ impl Backend for DispatchBackend {
         self.rx.poll_recv(cx).map(|task| task.map(Ok))
     }
 
-    fn poll_close(&mut self, _: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Infallible>> {
+    fn poll_close(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 }
@@ -76,7 +84,9 @@ async fn handle(delivery: Delivery, executor: Data<Arc<Executor>>) -> Result<(),
     let run = std::panic::AssertUnwindSafe(executor.run(delivery.job)).catch_unwind();
     match run.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, job = ?delivery.job, "job failed; it will be re-dispatched"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, job = ?delivery.job, "job failed; it will be re-dispatched")
+        }
         Err(_) => tracing::error!(job = ?delivery.job, "job panicked; it will be re-dispatched"),
     }
     if let Err(e) = executor.dispatch.ack(&delivery).await {
@@ -86,7 +96,11 @@ async fn handle(delivery: Delivery, executor: Data<Arc<Executor>>) -> Result<(),
 }
 
 /// Fetches jobs for this worker while there is room for them.
-async fn feed(executor: Arc<Executor>, tx: mpsc::Sender<Task<Delivery>>, mut stop: watch::Receiver<bool>) {
+async fn feed(
+    executor: Arc<Executor>,
+    tx: mpsc::Sender<Task<Delivery>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
@@ -149,11 +163,18 @@ pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreEr
     let now = now_ms();
     let expired = executor.store.requeue_expired_leases(1000).await?;
     if !expired.is_empty() {
-        tracing::info!(count = expired.len(), "re-queued steps whose worker stopped");
+        tracing::info!(
+            count = expired.len(),
+            "re-queued steps whose worker stopped"
+        );
         metrics::counter!("switchyard_steps_recovered_total").increment(expired.len() as u64);
     }
-    let stale_ms = i64::try_from(executor.settings.redispatch_after.as_millis()).unwrap_or(i64::MAX);
-    let mut jobs: Vec<(Job, i64)> = expired.into_iter().map(|step_id| (Job::RunStep { step_id }, now)).collect();
+    let stale_ms =
+        i64::try_from(executor.settings.redispatch_after.as_millis()).unwrap_or(i64::MAX);
+    let mut jobs: Vec<(Job, i64)> = expired
+        .into_iter()
+        .map(|step_id| (Job::RunStep { step_id }, now))
+        .collect();
     jobs.extend(
         executor
             .store
@@ -217,14 +238,19 @@ pub async fn run(
         match tokio::time::timeout(grace, &mut worker_run).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "worker ended with an error"),
-            Err(_) => tracing::warn!("jobs still running after the grace period; handing them back"),
+            Err(_) => {
+                tracing::warn!("jobs still running after the grace period; handing them back")
+            }
         }
     }
     match executor.store.release_leases(&executor.worker_id).await {
         Ok(released) if !released.is_empty() => {
             tracing::info!(count = released.len(), "handed back running steps");
             let now = now_ms();
-            let jobs: Vec<_> = released.into_iter().map(|step_id| (Job::RunStep { step_id }, now)).collect();
+            let jobs: Vec<_> = released
+                .into_iter()
+                .map(|step_id| (Job::RunStep { step_id }, now))
+                .collect();
             executor.dispatch(&jobs).await;
         }
         Ok(_) => {}

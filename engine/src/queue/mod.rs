@@ -3,6 +3,7 @@
 //! Streams (scale-out) and the SQLite file itself (the embedded default). Workers run jobs through
 //! apalis's worker machinery fed by [`backend::DispatchBackend`].
 
+pub mod redis;
 pub mod sqlite;
 
 use std::time::Duration;

@@ -38,8 +38,16 @@ impl SqliteDispatch {
         let now = now_ms();
         let held = self.in_flight.lock().map(|s| s.len()).unwrap_or(0);
         let limit = u32::try_from(max + held).unwrap_or(u32::MAX);
-        let events = self.store.pending_events(now, limit).await.map_err(Self::unavailable)?;
-        let steps = self.store.due_steps(now, limit).await.map_err(Self::unavailable)?;
+        let events = self
+            .store
+            .pending_events(now, limit)
+            .await
+            .map_err(Self::unavailable)?;
+        let steps = self
+            .store
+            .due_steps(now, limit)
+            .await
+            .map_err(Self::unavailable)?;
         let mut in_flight = self
             .in_flight
             .lock()
@@ -102,8 +110,18 @@ impl Dispatch for SqliteDispatch {
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         let now = now_ms();
-        let ready = self.store.due_steps(now, 100_000).await.map_err(Self::unavailable)?.len() as u64
-            + self.store.pending_events(now, 100_000).await.map_err(Self::unavailable)?.len() as u64;
+        let ready = self
+            .store
+            .due_steps(now, 100_000)
+            .await
+            .map_err(Self::unavailable)?
+            .len() as u64
+            + self
+                .store
+                .pending_events(now, 100_000)
+                .await
+                .map_err(Self::unavailable)?
+                .len() as u64;
         let in_flight = self.in_flight.lock().map(|s| s.len() as u64).unwrap_or(0);
         Ok(QueueDepth {
             ready: ready.saturating_sub(in_flight),

@@ -81,14 +81,20 @@ fn decode_event(row: &AnyRow) -> StoreResult<EventRecord> {
         entity_id: row.try_get(4)?,
         trigger: row.try_get(5)?,
         data: json(&row.try_get::<String, _>(6)?, "event data")?,
-        previous: previous.as_deref().map(|p| json(p, "event previous")).transpose()?,
+        previous: previous
+            .as_deref()
+            .map(|p| json(p, "event previous"))
+            .transpose()?,
         occurred_at: from_ms(row.try_get(8)?),
         received_at: from_ms(row.try_get(9)?),
         causation_id: causation.as_deref().map(parse_uuid).transpose()?,
         depth: row.try_get(11)?,
         chain: serde_json::from_str(&chain).unwrap_or_default(),
         state: row.try_get(13)?,
-        outcome: outcome.as_deref().map(|o| json(o, "event outcome")).transpose()?,
+        outcome: outcome
+            .as_deref()
+            .map(|o| json(o, "event outcome"))
+            .transpose()?,
     })
 }
 
@@ -142,13 +148,14 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     .map_err(StoreError::from_sqlx)?;
 
     if inserted.rows_affected() == 0 {
-        let existing: String = sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND event_key = $2")
-            .bind(&tenant)
-            .bind(&key)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(StoreError::from_sqlx)?
-            .try_get(0)?;
+        let existing: String =
+            sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND event_key = $2")
+                .bind(&tenant)
+                .bind(&key)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+                .try_get(0)?;
         return Ok(Ingested {
             id: parse_uuid(&existing)?,
             event_key: key,
@@ -206,8 +213,13 @@ impl Store {
     }
 
     /// An event found by the client's own id (`eventId`).
-    pub async fn event_by_key(&self, tenant_id: Uuid, key: &str) -> StoreResult<Option<EventRecord>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_key = $1 AND tenant_id = $2");
+    pub async fn event_by_key(
+        &self,
+        tenant_id: Uuid,
+        key: &str,
+    ) -> StoreResult<Option<EventRecord>> {
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_key = $1 AND tenant_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(key)
             .bind(tenant_id.to_string())
@@ -244,7 +256,10 @@ impl Store {
             query = query.bind(entity_type.to_owned()).bind(trigger.to_owned());
         }
         query = query.bind(i64::from(limit));
-        let rows = query.fetch_all(self.pool()).await.map_err(StoreError::from_sqlx)?;
+        let rows = query
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
         rows.iter().map(decode_event).collect()
     }
 
@@ -315,12 +330,14 @@ impl Store {
 
 /// Marks an event processed with what matching found.
 pub(crate) async fn finish_event(tx: &mut Tx, id: Uuid, outcome: &Value) -> StoreResult<()> {
-    sqlx::query("UPDATE events SET state = 'processed', lease_until = NULL, outcome = $1 WHERE id = $2")
-        .bind(outcome.to_string())
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+    sqlx::query(
+        "UPDATE events SET state = 'processed', lease_until = NULL, outcome = $1 WHERE id = $2",
+    )
+    .bind(outcome.to_string())
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
     Ok(())
 }
 

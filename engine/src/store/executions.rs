@@ -292,7 +292,12 @@ impl Store {
     }
 
     /// Extends a held lease; false when the lease was lost (another worker took the step over).
-    pub async fn extend_lease(&self, step_id: Uuid, worker: &str, lease_ms: i64) -> StoreResult<bool> {
+    pub async fn extend_lease(
+        &self,
+        step_id: Uuid,
+        worker: &str,
+        lease_ms: i64,
+    ) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE steps SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
         )
@@ -306,10 +311,20 @@ impl Store {
     }
 
     /// The execution cannot go on because its workflow is off (or gone): park the step.
-    pub async fn block_step(&self, step: &ClaimedStep, worker: &str, reason: &str, cancel: bool) -> StoreResult<()> {
+    pub async fn block_step(
+        &self,
+        step: &ClaimedStep,
+        worker: &str,
+        reason: &str,
+        cancel: bool,
+    ) -> StoreResult<()> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let (step_status, execution_status) = if cancel { ("cancelled", "cancelled") } else { ("blocked", "paused") };
+        let (step_status, execution_status) = if cancel {
+            ("cancelled", "cancelled")
+        } else {
+            ("blocked", "paused")
+        };
         sqlx::query(
             "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
              WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
@@ -355,10 +370,13 @@ impl Store {
         let mut tx = self.write_tx().await?;
 
         let (step_status, attempt_outcome, error, output, next_run_at) = match &finish {
-            StepFinish::Succeeded { summary, output, .. } => {
+            StepFinish::Succeeded {
+                summary, output, ..
+            } => {
                 let mut output = output.clone();
                 if let Value::Object(map) = &mut output {
-                    map.entry("summary").or_insert_with(|| Value::String(summary.clone()));
+                    map.entry("summary")
+                        .or_insert_with(|| Value::String(summary.clone()));
                 } else if output.is_null() {
                     output = json!({ "summary": summary });
                 }
@@ -366,9 +384,14 @@ impl Store {
             }
             StepFinish::Retry { error, at } => ("queued", "retry", Some(error.clone()), None, *at),
             StepFinish::Failed { error } => ("failed", "failed", Some(error.clone()), None, now),
-            StepFinish::Discarded { reason } => ("cancelled", "cancelled", Some(reason.clone()), None, now),
+            StepFinish::Discarded { reason } => {
+                ("cancelled", "cancelled", Some(reason.clone()), None, now)
+            }
         };
-        let failures_delta = i64::from(matches!(finish, StepFinish::Retry { .. } | StepFinish::Failed { .. }));
+        let failures_delta = i64::from(matches!(
+            finish,
+            StepFinish::Retry { .. } | StepFinish::Failed { .. }
+        ));
         let updated = sqlx::query(
             "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, next_run_at = $2, \
              failures = failures + $3, output = COALESCE($4, output), last_error = $5 \
@@ -413,12 +436,14 @@ impl Store {
                 ..
             } => {
                 for endpoint in remove_push_subscriptions {
-                    sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
-                        .bind(&tenant)
-                        .bind(endpoint)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                    sqlx::query(
+                        "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2",
+                    )
+                    .bind(&tenant)
+                    .bind(endpoint)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
                 }
                 if let Some(status) = set_status {
                     for event_id in emit_status_change(&mut tx, step, cause, &status).await? {
@@ -471,7 +496,12 @@ impl Store {
                 }
             }
             StepFinish::Retry { at, .. } => {
-                jobs.push((Job::RunStep { step_id: step.step_id }, at));
+                jobs.push((
+                    Job::RunStep {
+                        step_id: step.step_id,
+                    },
+                    at,
+                ));
             }
             StepFinish::Failed { .. } => {
                 sqlx::query(
@@ -491,7 +521,11 @@ impl Store {
     }
 
     /// Whether an outbound endpoint is disabled for a tenant, and why.
-    pub async fn endpoint_disabled(&self, tenant_id: Uuid, url: &str) -> StoreResult<Option<String>> {
+    pub async fn endpoint_disabled(
+        &self,
+        tenant_id: Uuid,
+        url: &str,
+    ) -> StoreResult<Option<String>> {
         let row = sqlx::query(
             "SELECT disabled_reason FROM endpoint_health WHERE tenant_id = $1 AND url = $2 AND disabled_at IS NOT NULL",
         )
@@ -500,9 +534,12 @@ impl Store {
         .fetch_optional(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        row.map(|r| r.try_get::<Option<String>, _>(0).map(|r| r.unwrap_or_default()))
-            .transpose()
-            .map_err(StoreError::from)
+        row.map(|r| {
+            r.try_get::<Option<String>, _>(0)
+                .map(|r| r.unwrap_or_default())
+        })
+        .transpose()
+        .map_err(StoreError::from)
     }
 
     /// Re-enables endpoints (a workflow using them was saved).
@@ -531,7 +568,9 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect()
+        rows.iter()
+            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Queued steps that are due, oldest first, at most `limit` (the SQLite dispatcher's queue).
@@ -544,12 +583,18 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect()
+        rows.iter()
+            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Due steps that have waited longer than `stale_ms` and were not re-dispatched in that time:
     /// the queue may have lost them (a Redis restart). Marks them re-dispatched now.
-    pub async fn stale_queued_steps(&self, stale_ms: i64, limit: u32) -> StoreResult<Vec<(Uuid, i64)>> {
+    pub async fn stale_queued_steps(
+        &self,
+        stale_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, i64)>> {
         let now = now_ms();
         let rows = sqlx::query(
             "UPDATE steps SET dispatched_at = $1 WHERE id IN (SELECT id FROM steps \
@@ -563,7 +608,12 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
-            .map(|r| Ok((parse_uuid(&r.try_get::<String, _>(0)?)?, r.try_get::<i64, _>(1)?)))
+            .map(|r| {
+                Ok((
+                    parse_uuid(&r.try_get::<String, _>(0)?)?,
+                    r.try_get::<i64, _>(1)?,
+                ))
+            })
             .collect()
     }
 
@@ -580,7 +630,10 @@ impl Store {
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect::<StoreResult<_>>()?;
+        let ids: Vec<Uuid> = rows
+            .iter()
+            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
+            .collect::<StoreResult<_>>()?;
         for id in &ids {
             sqlx::query(
                 "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
@@ -596,8 +649,13 @@ impl Store {
         Ok(ids)
     }
 
-    pub async fn execution(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<ExecutionRecord>> {
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND tenant_id = $2");
+    pub async fn execution(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<ExecutionRecord>> {
+        let sql =
+            format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND tenant_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
             .bind(tenant_id.to_string())
@@ -644,7 +702,11 @@ impl Store {
     }
 
     /// Every step of an execution with every attempt.
-    pub async fn execution_steps(&self, tenant_id: Uuid, execution_id: Uuid) -> StoreResult<Vec<StepRecord>> {
+    pub async fn execution_steps(
+        &self,
+        tenant_id: Uuid,
+        execution_id: Uuid,
+    ) -> StoreResult<Vec<StepRecord>> {
         let rows = sqlx::query(
             "SELECT id, position, action_type, status, attempts, next_run_at, output, last_error \
              FROM steps WHERE execution_id = $1 AND tenant_id = $2 ORDER BY position",
@@ -661,7 +723,8 @@ impl Store {
                 id: parse_uuid(&r.try_get::<String, _>(0)?)?,
                 position: r.try_get(1)?,
                 action_type: r.try_get(2)?,
-                next_run_at: (status == "queued").then(|| from_ms(r.try_get(5).unwrap_or_default())),
+                next_run_at: (status == "queued")
+                    .then(|| from_ms(r.try_get(5).unwrap_or_default())),
                 status,
                 attempt_count: r.try_get(4)?,
                 output: parse_json(r.try_get(6)?),
@@ -708,7 +771,9 @@ impl Store {
     ) -> StoreResult<(Vec<Uuid>, Vec<(Job, i64)>)> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let mut sql = "SELECT id, current_step FROM executions WHERE tenant_id = $1 AND status = 'paused'".to_owned();
+        let mut sql =
+            "SELECT id, current_step FROM executions WHERE tenant_id = $1 AND status = 'paused'"
+                .to_owned();
         let mut binds = vec![tenant_id.to_string()];
         if let Some(id) = execution_id {
             binds.push(id.to_string());
@@ -726,7 +791,10 @@ impl Store {
         for b in binds {
             query = query.bind(b);
         }
-        let rows = query.fetch_all(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         let mut resumed = Vec::new();
         let mut jobs = Vec::new();
         for r in &rows {
@@ -753,7 +821,12 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
             resumed.push(parse_uuid(&id)?);
             if let Some(step) = step {
-                jobs.push((Job::RunStep { step_id: parse_uuid(&step.try_get::<String, _>(0)?)? }, now));
+                jobs.push((
+                    Job::RunStep {
+                        step_id: parse_uuid(&step.try_get::<String, _>(0)?)?,
+                    },
+                    now,
+                ));
             }
         }
         tx.commit().await.map_err(StoreError::from_sqlx)?;
@@ -785,7 +858,10 @@ impl Store {
             .fetch_all(&mut *tx)
             .await
             .map_err(StoreError::from_sqlx)?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| parse_uuid(&r.try_get::<String, _>(0)?)).collect::<StoreResult<_>>()?;
+        let ids: Vec<Uuid> = rows
+            .iter()
+            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
+            .collect::<StoreResult<_>>()?;
         for id in &ids {
             // A running step finishes on its own and finds the execution cancelled.
             sqlx::query(
@@ -801,14 +877,21 @@ impl Store {
     }
 
     /// Saves (or refreshes) a browser's push subscription.
-    pub async fn save_push_subscription(&self, tenant_id: Uuid, endpoint: &str, p256dh: &str, auth: &str) -> StoreResult<bool> {
-        let existed = sqlx::query("SELECT 1 FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
-            .bind(tenant_id.to_string())
-            .bind(endpoint)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?
-            .is_some();
+    pub async fn save_push_subscription(
+        &self,
+        tenant_id: Uuid,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+    ) -> StoreResult<bool> {
+        let existed =
+            sqlx::query("SELECT 1 FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
+                .bind(tenant_id.to_string())
+                .bind(endpoint)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?
+                .is_some();
         sqlx::query(
             "INSERT INTO push_subscriptions (tenant_id, endpoint, p256dh, auth, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth",
@@ -824,7 +907,10 @@ impl Store {
         Ok(!existed)
     }
 
-    pub async fn push_subscriptions(&self, tenant_id: Uuid) -> StoreResult<Vec<(String, String, String)>> {
+    pub async fn push_subscriptions(
+        &self,
+        tenant_id: Uuid,
+    ) -> StoreResult<Vec<(String, String, String)>> {
         let rows = sqlx::query("SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE tenant_id = $1 ORDER BY created_at")
             .bind(tenant_id.to_string())
             .fetch_all(self.pool())
@@ -841,19 +927,28 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 }
 
-async fn record_endpoint(tx: &mut Tx, tenant: &str, report: &EndpointReport, now: i64) -> StoreResult<()> {
+async fn record_endpoint(
+    tx: &mut Tx,
+    tenant: &str,
+    report: &EndpointReport,
+    now: i64,
+) -> StoreResult<()> {
     match report {
         EndpointReport::Succeeded(url) => {
-            sqlx::query("UPDATE endpoint_health SET failures = 0 WHERE tenant_id = $1 AND url = $2")
-                .bind(tenant)
-                .bind(url)
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+            sqlx::query(
+                "UPDATE endpoint_health SET failures = 0 WHERE tenant_id = $1 AND url = $2",
+            )
+            .bind(tenant)
+            .bind(url)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         }
         EndpointReport::Failed(url) => {
             sqlx::query(
@@ -870,7 +965,9 @@ async fn record_endpoint(tx: &mut Tx, tenant: &str, report: &EndpointReport, now
                  WHERE tenant_id = $3 AND url = $4 AND failures >= $5 AND disabled_at IS NULL",
             )
             .bind(now)
-            .bind(format!("{ENDPOINT_FAILURE_LIMIT} consecutive failed attempts"))
+            .bind(format!(
+                "{ENDPOINT_FAILURE_LIMIT} consecutive failed attempts"
+            ))
             .bind(tenant)
             .bind(url)
             .bind(ENDPOINT_FAILURE_LIMIT)
@@ -899,20 +996,33 @@ async fn record_endpoint(tx: &mut Tx, tenant: &str, report: &EndpointReport, now
 /// `update_status`: sets the entity's status and emits `<entity>_status_changed` plus the trigger
 /// the status names, caused by the execution's event. Event keys derive from the step, so a
 /// re-run of the step emits nothing twice.
-async fn emit_status_change(tx: &mut Tx, step: &ClaimedStep, cause: &Cause, status: &str) -> StoreResult<Vec<Uuid>> {
+async fn emit_status_change(
+    tx: &mut Tx,
+    step: &ClaimedStep,
+    cause: &Cause,
+    status: &str,
+) -> StoreResult<Vec<Uuid>> {
     let execution = &step.execution;
     let Ok(entity_type) = execution.entity_type.parse::<EntityType>() else {
         return Ok(Vec::new());
     };
-    let old = entity_for_update(tx, execution.tenant_id, &execution.entity_type, &execution.entity_id)
-        .await?
-        .unwrap_or_default();
+    let old = entity_for_update(
+        tx,
+        execution.tenant_id,
+        &execution.entity_type,
+        &execution.entity_id,
+    )
+    .await?
+    .unwrap_or_default();
     let mut data: Map<String, Value> = old.clone();
     data.insert("status".to_owned(), Value::String(status.to_owned()));
     let mut chain = cause.chain.clone();
     chain.push(cause.chain_marker.clone());
     let mut emitted = Vec::new();
-    for (i, trigger) in switchyard_triggers::triggers_for_status(entity_type, status).into_iter().enumerate() {
+    for (i, trigger) in switchyard_triggers::triggers_for_status(entity_type, status)
+        .into_iter()
+        .enumerate()
+    {
         let event = NewEvent {
             tenant_id: execution.tenant_id,
             event_key: Some(format!("step_{}_{}", step.step_id.simple(), trigger.code)),

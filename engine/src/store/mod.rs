@@ -10,8 +10,8 @@ mod executions;
 mod tenants;
 mod workflows;
 
-pub use events::{EventRecord, Ingested, NewEvent};
 pub(crate) use events::finish_event;
+pub use events::{EventRecord, Ingested, NewEvent};
 pub use executions::*;
 pub use tenants::{ApiKeyRecord, NewApiKey, TenantRecord};
 pub use workflows::{StoredWorkflow, WorkflowChangeError, WorkflowSpec, WorkflowWrite};

@@ -197,22 +197,6 @@ async fn insert_key(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn minted_keys_are_well_formed_and_distinct() {
-        let a = mint_key();
-        let b = mint_key();
-        assert!(is_well_formed_key(&a), "{a}");
-        assert_ne!(a, b);
-        assert!(!is_well_formed_key("sk_short"));
-        assert!(!is_well_formed_key(&a.replacen("sk_", "pk_", 1)));
-        assert_eq!(hash_key(&a).len(), 64);
-    }
-}
-
 impl Store {
     /// Refuses a master key that cannot decrypt what an earlier key encrypted; on the first start
     /// records a check value under this key.
@@ -255,5 +239,21 @@ impl Store {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_keys_are_well_formed_and_distinct() {
+        let a = mint_key();
+        let b = mint_key();
+        assert!(is_well_formed_key(&a), "{a}");
+        assert_ne!(a, b);
+        assert!(!is_well_formed_key("sk_short"));
+        assert!(!is_well_formed_key(&a.replacen("sk_", "pk_", 1)));
+        assert_eq!(hash_key(&a).len(), 64);
     }
 }

@@ -384,14 +384,25 @@ impl Store {
     }
 
     /// (is_active, deleted) of a workflow, whatever its state.
-    pub async fn workflow_state(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<(bool, bool)>> {
-        let row = sqlx::query("SELECT is_active, deleted_at FROM workflows WHERE id = $1 AND tenant_id = $2")
-            .bind(id.to_string())
-            .bind(tenant_id.to_string())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        row.map(|r| Ok((r.try_get::<i64, _>(0)? != 0, r.try_get::<Option<i64>, _>(1)?.is_some())))
-            .transpose()
+    pub async fn workflow_state(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<(bool, bool)>> {
+        let row = sqlx::query(
+            "SELECT is_active, deleted_at FROM workflows WHERE id = $1 AND tenant_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>(0)? != 0,
+                r.try_get::<Option<i64>, _>(1)?.is_some(),
+            ))
+        })
+        .transpose()
     }
 }
