@@ -197,6 +197,11 @@ pub trait Action: Send + Sync + 'static {
         &[]
     }
 
+    /// Names of parameters holding HTML: values templates paste into them are HTML-escaped.
+    fn html_params(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Called once when a workflow is saved, before validation: fill in generated values (a webhook
     /// secret). Returns the names of parameters generated here, which are shown to the client once.
     fn prepare(&self, _params: &mut Map<String, Value>) -> Vec<String> {

@@ -13,6 +13,7 @@ pub trait DynAction: Send + Sync {
     fn kind(&self) -> &'static str;
     fn description(&self) -> &'static str;
     fn secret_params(&self) -> &'static [&'static str];
+    fn html_params(&self) -> &'static [&'static str];
     fn prepare(&self, params: &mut Map<String, Value>) -> Vec<String>;
     fn validate(&self, params: &Map<String, Value>) -> Result<(), ValidationError>;
     fn endpoint(&self, params: &Map<String, Value>) -> Option<String>;
@@ -38,6 +39,10 @@ impl<A: Action> DynAction for A {
 
     fn secret_params(&self) -> &'static [&'static str] {
         Action::secret_params(self)
+    }
+
+    fn html_params(&self) -> &'static [&'static str] {
+        Action::html_params(self)
     }
 
     fn prepare(&self, params: &mut Map<String, Value>) -> Vec<String> {

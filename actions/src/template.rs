@@ -14,7 +14,7 @@ fn environment() -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     // A missing field renders as empty rather than failing the step: store payloads leave
     // optional fields out.
-    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_recursion_limit(32);
     env
 }
@@ -50,20 +50,25 @@ fn has_syntax(s: &str) -> bool {
 }
 
 /// Renders every string in `params` against `scope`; the first error is returned with its
-/// parameter's name. Secrets listed in `skip` are passed through unrendered.
+/// parameter's name. Secrets listed in `skip` are passed through unrendered; parameters listed in
+/// `html` are HTML, so the values pasted into them are escaped.
 pub fn render_params(
     params: &Map<String, Value>,
     scope: &Value,
     skip: &[&str],
+    html: &[&str],
 ) -> Result<Map<String, Value>, String> {
     let env = environment();
+    let mut html_env = environment();
+    html_env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     params
         .iter()
         .map(|(k, v)| {
             if skip.contains(&k.as_str()) {
                 return Ok((k.clone(), v.clone()));
             }
-            render_value(&env, k, v, scope).map(|v| (k.clone(), v))
+            let env = if html.contains(&k.as_str()) { &html_env } else { &env };
+            render_value(env, k, v, scope).map(|v| (k.clone(), v))
         })
         .collect()
 }
@@ -131,14 +136,14 @@ mod tests {
     fn renders_nested_strings_and_reports_the_parameter() {
         let params = json!({"subject": "Order {{ entity.id }}", "headers": {"X-N": "{{ event.trigger }}"}, "n": 3});
         let scope = json!({"entity": {"id": "ord_1"}, "event": {"trigger": "order_paid"}});
-        let out = render_params(params.as_object().expect("an object"), &scope, &[])
+        let out = render_params(params.as_object().expect("an object"), &scope, &[], &[])
             .expect("should render");
         assert_eq!(out["subject"], "Order ord_1");
         assert_eq!(out["headers"]["X-N"], "order_paid");
         assert_eq!(out["n"], 3);
 
         let bad = json!({"subject": "{{ entity.id | nosuchfilter }}"});
-        let err = render_params(bad.as_object().expect("an object"), &scope, &[])
+        let err = render_params(bad.as_object().expect("an object"), &scope, &[], &[])
             .expect_err("should fail");
         assert!(err.starts_with("subject:"), "{err}");
     }

@@ -76,13 +76,10 @@ impl DryRun<'_> {
             .actions
             .iter()
             .map(|step| {
-                let secrets = self
-                    .state
-                    .actions
-                    .get(&step.kind)
-                    .map(|a| a.secret_params())
-                    .unwrap_or_default();
-                match switchyard_actions::template::render_params(&step.params, &scope, secrets) {
+                let action = self.state.actions.get(&step.kind);
+                let secrets = action.map(|a| a.secret_params()).unwrap_or_default();
+                let html = action.map(|a| a.html_params()).unwrap_or_default();
+                match switchyard_actions::template::render_params(&step.params, &scope, secrets, html) {
                     Ok(mut params) => {
                         for &secret in secrets {
                             if params.contains_key(secret) {

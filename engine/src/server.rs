@@ -170,7 +170,16 @@ pub async fn open_dispatch(
     store: &Store,
 ) -> anyhow::Result<Arc<dyn Dispatch>> {
     match (&settings.redis_url, store.backend()) {
-        (Some(_), _) => bail!("TEMP: redis dispatch not wired yet"),
+        (Some(url), _) => {
+            let dispatch = crate::queue::redis::RedisDispatch::connect(
+                url,
+                &settings.redis_prefix,
+                crate::queue::redis::RedisOptions::default(),
+            )
+            .await
+            .context("connecting to Redis")?;
+            Ok(Arc::new(dispatch))
+        }
         (None, Backend::Sqlite) => Ok(Arc::new(SqliteDispatch::new(store.clone()))),
         (None, Backend::Postgres) => bail!(
             "PostgreSQL needs Redis to dispatch jobs: set --redis-url / REDIS_URL \

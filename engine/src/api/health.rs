@@ -42,6 +42,10 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(ErrorCode::Unavailable, "the database is not reachable").with_retry_after(2)
     })?;
+    state.executor.dispatch.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::new(ErrorCode::Unavailable, "the queue is not reachable").with_retry_after(2)
+    })?;
     Ok(ok(Health { status: "ready" }))
 }
 

@@ -8,6 +8,8 @@ pub mod extract;
 mod health;
 mod limits;
 mod openapi;
+mod push;
+mod tenant;
 pub mod respond;
 mod workflows;
 
@@ -56,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::router())
         .merge(events::router())
         .merge(executions::router())
+        .merge(push::router())
+        .merge(tenant::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -429,7 +429,7 @@ impl Executor {
         let scope = ctx.template_scope();
         let secrets = action.secret_params();
         let mut params =
-            match switchyard_actions::template::render_params(&spec.params, &scope, secrets) {
+            match switchyard_actions::template::render_params(&spec.params, &scope, secrets, action.html_params()) {
                 Ok(params) => params,
                 Err(e) => {
                     return (

@@ -110,6 +110,10 @@ impl Action for EmailAction {
          template or your own subject and body"
     }
 
+    fn html_params(&self) -> &'static [&'static str] {
+        &["html"]
+    }
+
     fn validate(&self, config: &Self::Config) -> Result<(), ValidationError> {
         config.check()
     }
