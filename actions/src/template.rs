@@ -67,7 +67,11 @@ pub fn render_params(
             if skip.contains(&k.as_str()) {
                 return Ok((k.clone(), v.clone()));
             }
-            let env = if html.contains(&k.as_str()) { &html_env } else { &env };
+            let env = if html.contains(&k.as_str()) {
+                &html_env
+            } else {
+                &env
+            };
             render_value(env, k, v, scope).map(|v| (k.clone(), v))
         })
         .collect()

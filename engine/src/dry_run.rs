@@ -79,7 +79,12 @@ impl DryRun<'_> {
                 let action = self.state.actions.get(&step.kind);
                 let secrets = action.map(|a| a.secret_params()).unwrap_or_default();
                 let html = action.map(|a| a.html_params()).unwrap_or_default();
-                match switchyard_actions::template::render_params(&step.params, &scope, secrets, html) {
+                match switchyard_actions::template::render_params(
+                    &step.params,
+                    &scope,
+                    secrets,
+                    html,
+                ) {
                     Ok(mut params) => {
                         for &secret in secrets {
                             if params.contains_key(secret) {

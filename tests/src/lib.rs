@@ -1,6 +1,7 @@
 //! Harness for the end-to-end tests: a real Switchyard server on port 0 over a fresh SQLite file or
 //! a fresh PostgreSQL schema, and a small HTTP client that speaks its envelope.
 
+pub mod process;
 pub mod receiver;
 
 use std::path::PathBuf;

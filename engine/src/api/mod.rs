@@ -9,8 +9,8 @@ mod health;
 mod limits;
 mod openapi;
 mod push;
-mod tenant;
 pub mod respond;
+mod tenant;
 mod workflows;
 
 use std::sync::Arc;

@@ -19,7 +19,10 @@ use super::respond::ok;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/integrations/vapid-public-key", get(public_key))
-        .route("/api/integrations/save-vapid-subscription", post(save_subscription))
+        .route(
+            "/api/integrations/save-vapid-subscription",
+            post(save_subscription),
+        )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,7 +39,10 @@ pub struct VapidPublicKey {
         (status = 400, body = ErrorEnvelope, description = "no VAPID key is configured"),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn public_key(State(state): State<AppState>, _tenant: Tenant) -> ApiResult<impl IntoResponse> {
+async fn public_key(
+    State(state): State<AppState>,
+    _tenant: Tenant,
+) -> ApiResult<impl IntoResponse> {
     let private = state
         .settings
         .vapid_private_key
@@ -103,8 +109,23 @@ async fn save_subscription(
     .map_err(|e| ApiError::field(e.field.as_deref().unwrap_or("endpoint"), e.message))?;
     let created = state
         .store
-        .save_push_subscription(tenant.id, &body.endpoint, &body.keys.p256dh, &body.keys.auth)
+        .save_push_subscription(
+            tenant.id,
+            &body.endpoint,
+            &body.keys.p256dh,
+            &body.keys.auth,
+        )
         .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, ok(SubscriptionSaved { endpoint: body.endpoint, created })))
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        ok(SubscriptionSaved {
+            endpoint: body.endpoint,
+            created,
+        }),
+    ))
 }

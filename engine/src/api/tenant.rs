@@ -35,7 +35,11 @@ pub struct TenantSettingsIn {
 }
 
 async fn current(state: &AppState, tenant: Tenant) -> ApiResult<TenantSettings> {
-    let record = state.store.tenant(tenant.id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let record = state
+        .store
+        .tenant(tenant.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(TenantSettings {
         tenant_id: record.id,
         name: record.name,
@@ -56,18 +60,39 @@ async fn read(State(state): State<AppState>, tenant: Tenant) -> ApiResult<impl I
     responses((status = 200, body = DataEnvelope<TenantSettings>), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn update(State(state): State<AppState>, tenant: Tenant, Json(body): Json<TenantSettingsIn>) -> ApiResult<impl IntoResponse> {
-    let email = body.notification_email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+async fn update(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Json(body): Json<TenantSettingsIn>,
+) -> ApiResult<impl IntoResponse> {
+    let email = body
+        .notification_email
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty());
     if let Some(email) = &email {
         let valid = email.len() <= 254
             && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
             })
-            && !email.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',');
+            && !email
+                .chars()
+                .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',');
         if !valid {
-            return Err(ApiError::field("notificationEmail", format!("`{}` is not an email address", email.chars().take(64).collect::<String>())));
+            return Err(ApiError::field(
+                "notificationEmail",
+                format!(
+                    "`{}` is not an email address",
+                    email.chars().take(64).collect::<String>()
+                ),
+            ));
         }
     }
-    state.store.set_notification_email(tenant.id, email.as_deref()).await?;
+    state
+        .store
+        .set_notification_email(tenant.id, email.as_deref())
+        .await?;
     Ok(ok(current(&state, tenant).await?))
 }

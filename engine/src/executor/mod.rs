@@ -428,18 +428,22 @@ impl Executor {
         };
         let scope = ctx.template_scope();
         let secrets = action.secret_params();
-        let mut params =
-            match switchyard_actions::template::render_params(&spec.params, &scope, secrets, action.html_params()) {
-                Ok(params) => params,
-                Err(e) => {
-                    return (
-                        StepFinish::Failed {
-                            error: format!("template error in {e}"),
-                        },
-                        None,
-                    );
-                }
-            };
+        let mut params = match switchyard_actions::template::render_params(
+            &spec.params,
+            &scope,
+            secrets,
+            action.html_params(),
+        ) {
+            Ok(params) => params,
+            Err(e) => {
+                return (
+                    StepFinish::Failed {
+                        error: format!("template error in {e}"),
+                    },
+                    None,
+                );
+            }
+        };
         for &secret in secrets {
             if let Some(Value::String(sealed)) = params.get(secret) {
                 match self
