@@ -44,9 +44,24 @@ impl Process {
     /// Starts `switchyard <subcommand> <flags…>`; for `serve`, waits for the ready line.
     pub async fn start(subcommand: &[&str], db: &TestDb, extra: &[&str]) -> Process {
         let mut command = Command::new(binary());
+        // A flag given in `extra` replaces the default of the same name.
+        let defaults = flags(db);
+        let mut args: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < defaults.len() {
+            let flag = &defaults[i];
+            let takes_value = defaults.get(i + 1).is_some_and(|v| !v.starts_with("--"));
+            if !extra.contains(&flag.as_str()) {
+                args.push(flag.clone());
+                if takes_value {
+                    args.push(defaults[i + 1].clone());
+                }
+            }
+            i += if takes_value { 2 } else { 1 };
+        }
         command
             .args(subcommand)
-            .args(flags(db))
+            .args(args)
             .args(extra)
             .env("SWITCHYARD_LOG", "warn")
             .stdin(Stdio::null())
