@@ -6,7 +6,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::{KeyCommand, Settings, TenantCommand};
-use crate::server::open_store;
+use crate::secrets::{MasterKey, key_file_for_sqlite};
+use crate::server::{load_master_key, open_store};
+use crate::store::Backend;
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<serde_json::Value> {
     open_store(settings).await?;
@@ -54,4 +56,74 @@ pub async fn key(settings: &Settings, command: KeyCommand) -> anyhow::Result<ser
             )
         }
     }
+}
+
+/// Re-encrypts every secret at rest under `new_key`, in one transaction. When the current key is
+/// the generated key file (SQLite without `--master-key`), the file is replaced as well: the new
+/// key is written beside it before the commit and renamed over it after, so a crash in between
+/// leaves it in `master.key.new` rather than lost.
+pub async fn rotate_master_key(
+    settings: &Settings,
+    new_key: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let new = MasterKey::from_base64(new_key).context("--new-key")?;
+    let store = open_store(settings).await?;
+    let old = load_master_key(settings, &store).await?;
+    let key_file = match (&settings.master_key, store.backend()) {
+        (None, Backend::Sqlite) => key_file_for_sqlite(&settings.database_url),
+        _ => None,
+    };
+    let staged = match &key_file {
+        Some(path) => {
+            let staged = path.with_extension("key.new");
+            write_key_file(&staged, new_key.trim())
+                .with_context(|| format!("writing {}", staged.display()))?;
+            Some(staged)
+        }
+        None => None,
+    };
+    let rotated = store.rotate_master_key(&old, &new).await;
+    let rotated = match rotated {
+        Ok(rotated) => rotated,
+        Err(e) => {
+            if let Some(staged) = &staged {
+                let _ = std::fs::remove_file(staged);
+            }
+            return Err(e.into());
+        }
+    };
+    if let (Some(staged), Some(path)) = (&staged, &key_file) {
+        std::fs::rename(staged, path).with_context(|| {
+            format!(
+                "the secrets are now under the new key, but {} could not replace {}: move it \
+                 there by hand",
+                staged.display(),
+                path.display()
+            )
+        })?;
+    }
+    let mut answer = json!({
+        "rotated": rotated.integrations + rotated.workflow_secrets,
+        "integrations": rotated.integrations,
+        "workflowSecrets": rotated.workflow_secrets,
+    });
+    if let Some(path) = key_file {
+        answer["keyFile"] = json!(path.display().to_string());
+    }
+    Ok(answer)
+}
+
+/// Writes a key file readable by its owner only.
+fn write_key_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }

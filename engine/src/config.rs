@@ -23,6 +23,9 @@ pub enum Command {
         /// API and scheduler only: run workers elsewhere with `switchyard worker`.
         #[arg(long)]
         no_worker: bool,
+        /// Do not create a `default` tenant (and print its API key) on a database that has none.
+        #[arg(long, env = "SWITCHYARD_NO_BOOTSTRAP")]
+        no_bootstrap: bool,
     },
     /// Worker pool only; any number of these against one Redis and one database.
     Worker,
@@ -42,6 +45,13 @@ pub enum Command {
     Vapid {
         #[command(subcommand)]
         command: VapidCommand,
+    },
+    /// Re-encrypt every secret at rest (integration credentials, webhook secrets) under a new master
+    /// key, in one transaction; prints `{"rotated": N}`. Stop every server using the database first.
+    RotateMasterKey {
+        /// The new key: 32 bytes, base64.
+        #[arg(long = "new-key", allow_hyphen_values = true)]
+        new_key: String,
     },
 }
 
@@ -206,6 +216,11 @@ pub struct Settings {
     /// At shutdown, how long running steps may take to finish before they are handed back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE", default_value = "10s", global = true, value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// How often `serve`'s scheduler looks for due schedule ticks: a tick fires up to this long
+    /// after its time.
+    #[arg(long, env = "SWITCHYARD_SCHEDULER_INTERVAL", default_value = "500ms", global = true, value_parser = parse_duration)]
+    pub scheduler_interval: Duration,
 
     /// Key prefix of the Redis queue (several deployments may share one Redis).
     #[arg(

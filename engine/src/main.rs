@@ -31,13 +31,16 @@ fn main() -> ExitCode {
 async fn run(args: Cli) -> anyhow::Result<()> {
     let settings = args.settings;
     let answer = match args.command {
-        Command::Serve { no_worker } => {
+        Command::Serve {
+            no_worker,
+            no_bootstrap,
+        } => {
             let roles = Roles {
                 api: true,
                 workers: !no_worker,
                 scheduler: true,
             };
-            return serve(settings, roles).await;
+            return serve(settings, roles, !no_bootstrap).await;
         }
         Command::Worker => {
             let roles = Roles {
@@ -45,11 +48,12 @@ async fn run(args: Cli) -> anyhow::Result<()> {
                 workers: true,
                 scheduler: false,
             };
-            return serve(settings, roles).await;
+            return serve(settings, roles, false).await;
         }
         Command::Migrate => cli::migrate(&settings).await?,
         Command::Tenant { command } => cli::tenant(&settings, command).await?,
         Command::Key { command } => cli::key(&settings, command).await?,
+        Command::RotateMasterKey { new_key } => cli::rotate_master_key(&settings, &new_key).await?,
         Command::Vapid {
             command: VapidCommand::Generate,
         } => {
@@ -61,18 +65,62 @@ async fn run(args: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: switchyard::Settings, roles: Roles) -> anyhow::Result<()> {
+async fn serve(
+    settings: switchyard::Settings,
+    roles: Roles,
+    bootstrap: bool,
+) -> anyhow::Result<()> {
     let listen = settings.listen;
     let app = App::build(settings).await?;
     let listener = if roles.api {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-        println!("switchyard listening on http://{}", listener.local_addr()?);
+        let addr = listener.local_addr()?;
+        // Created after the bind (a failed bind must not swallow the only copy of a key) and
+        // printed after the ready line, which stays the first line.
+        let first_key = if bootstrap {
+            first_run_tenant(&app.state.store).await?
+        } else {
+            None
+        };
+        println!("switchyard listening on http://{addr}");
+        if let Some(key) = first_key {
+            print_first_run(&key, addr);
+        }
         Some(listener)
     } else {
         tracing::info!("worker started");
         None
     };
     app.serve(listener, roles, server::shutdown_signal()).await
+}
+
+/// The first run's tenant: `default`, created only on a database without any tenant. The store
+/// checks and inserts under one lock, so of several processes starting at once only one creates
+/// it; the quick count first keeps every later start from taking that lock.
+async fn first_run_tenant(
+    store: &switchyard::store::Store,
+) -> anyhow::Result<Option<switchyard::store::NewApiKey>> {
+    if store.tenant_count().await? > 0 {
+        return Ok(None);
+    }
+    Ok(store.create_first_tenant("default").await?)
+}
+
+/// The key goes to stdout only (never to the log), once.
+fn print_first_run(key: &switchyard::store::NewApiKey, addr: std::net::SocketAddr) {
+    let mut shown = addr;
+    if shown.ip().is_unspecified() {
+        shown.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    println!(
+        "first run: created the tenant `default` ({}); its API key is shown only this once:",
+        key.tenant_id
+    );
+    println!("api key: {}", key.api_key);
+    println!("dashboard: http://{shown}/ (sign in with that key)");
 }

@@ -115,7 +115,7 @@ impl App {
     }
 
     /// Runs the roles asked for until `shutdown` resolves: the API on `listener` (drained on
-    /// shutdown) and the worker pool (running steps finish or are handed back).
+    /// shutdown), the worker pool (running steps finish or are handed back) and the scheduler.
     pub async fn serve(
         self,
         listener: Option<TcpListener>,
@@ -148,6 +148,12 @@ impl App {
             tasks.spawn(async move {
                 crate::executor::worker::run(executor, concurrency, grace, signal).await
             });
+        }
+        if roles.scheduler {
+            let scheduler = crate::scheduler::Scheduler::new(self.state.executor.clone());
+            let interval = self.settings.scheduler_interval;
+            let signal = stopped();
+            tasks.spawn(async move { scheduler.run(interval, signal).await });
         }
         shutdown.await;
         let _ = stop_tx.send(true);

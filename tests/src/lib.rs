@@ -3,6 +3,7 @@
 
 pub mod process;
 pub mod receiver;
+pub mod smtp;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,6 +91,18 @@ impl TestDb {
         self.dir.as_ref().map(|d| d.path().to_path_buf())
     }
 
+    /// The same database (and Redis prefix) for a second server. The handle owns nothing: its
+    /// cleanup does nothing, and the database lives as long as the original.
+    pub fn share(&self) -> TestDb {
+        TestDb {
+            kind: self.kind,
+            url: self.url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            dir: None,
+            schema: None,
+        }
+    }
+
     pub async fn cleanup(&self) {
         if let Some(schema) = &self.schema
             && let Ok(mut conn) =
@@ -112,7 +125,16 @@ pub fn settings(db: &TestDb, extra: &[&str]) -> switchyard::Settings {
     let mut args: Vec<String> = vec!["switchyard".into(), "serve".into()];
     args.extend(["--database-url".into(), db.url.clone()]);
     args.extend(["--listen".into(), "127.0.0.1:0".into()]);
-    args.extend(["--allow-private-targets".into()]);
+    // A default given in `extra` is left to `extra` (clap refuses a flag given twice): a test
+    // starts a guarded server with `--allow-private-targets=false`, or its own `--retry-schedule`.
+    let overridden = |flag: &str| {
+        extra
+            .iter()
+            .any(|e| *e == flag || e.starts_with(&format!("{flag}=")))
+    };
+    if !overridden("--allow-private-targets") {
+        args.extend(["--allow-private-targets".into()]);
+    }
     // Short timings so retries, recovery and sweeps happen within a test's patience.
     for (flag, value) in [
         ("--retry-schedule", "100ms,100ms,100ms"),
@@ -121,7 +143,9 @@ pub fn settings(db: &TestDb, extra: &[&str]) -> switchyard::Settings {
         ("--lease", "3s"),
         ("--shutdown-grace", "2s"),
     ] {
-        args.extend([flag.into(), value.into()]);
+        if !overridden(flag) {
+            args.extend([flag.into(), value.into()]);
+        }
     }
     if db.kind == Db::Postgres {
         args.extend(["--master-key".into(), TEST_MASTER_KEY.into()]);
@@ -154,6 +178,12 @@ impl TestServer {
             Ok(db) => db,
             Err(e) => panic!("test database: {e:#}"),
         };
+        Self::start_on(db, extra).await
+    }
+
+    /// A server on an existing database: after [`TestServer::stop_keep_db`] (a restart), or on
+    /// [`TestDb::share`] beside a running one (several `serve` processes).
+    pub async fn start_on(db: TestDb, extra: &[&str]) -> TestServer {
         let settings = settings(&db, extra);
         let app = match App::build(settings).await {
             Ok(app) => app,
@@ -207,6 +237,17 @@ impl TestServer {
     }
 
     pub async fn stop(mut self) {
+        self.halt().await;
+        self.db.cleanup().await;
+    }
+
+    /// Stops the server and hands back its database, for a server started later on it.
+    pub async fn stop_keep_db(mut self) -> TestDb {
+        self.halt().await;
+        self.db
+    }
+
+    async fn halt(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -216,7 +257,6 @@ impl TestServer {
                 other => panic!("server did not stop cleanly: {other:?}"),
             }
         }
-        self.db.cleanup().await;
     }
 }
 

@@ -1,15 +1,18 @@
 //! The HTTP API (axum). One module per resource, each with its DTOs, handlers and `router()`;
 //! this file only merges them and adds the layers every route shares.
 
+mod dashboard;
 pub mod error;
 mod events;
 mod executions;
 pub mod extract;
 mod health;
+mod integrations;
 mod limits;
 mod openapi;
 mod push;
 pub mod respond;
+mod schedules;
 mod tenant;
 mod workflows;
 
@@ -54,12 +57,15 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(health::router())
+        .merge(dashboard::router())
         .merge(openapi::router())
         .merge(workflows::router())
         .merge(events::router())
         .merge(executions::router())
         .merge(push::router())
+        .merge(integrations::router())
         .merge(tenant::router())
+        .merge(schedules::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

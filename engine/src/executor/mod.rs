@@ -20,8 +20,8 @@ use uuid::Uuid;
 use crate::queue::{Dispatch, Job};
 use crate::secrets::MasterKey;
 use crate::store::{
-    Cause, ClaimedStep, EndpointReport, EventRecord, NewEvent, StepFinish, Store, StoreError,
-    StoreResult, WorkflowSpec, now_ms,
+    Cause, Claim, ClaimedStep, EndpointReport, EventRecord, NewEvent, StepFinish, Store,
+    StoreError, StoreResult, WorkflowSpec, now_ms,
 };
 use retry::RetryDecision;
 
@@ -222,7 +222,9 @@ impl Executor {
     /// Matches an event against the tenant's active workflows for its trigger and starts an
     /// execution for each match, recording on the event what matched, what did not and why.
     pub async fn process_event(&self, event_id: Uuid) -> Result<(), JobError> {
-        let Some(event) = self.store.claim_event(event_id, self.lease_ms()).await? else {
+        // No lease: matching is cheap and the commit below is a compare-and-set on the event's
+        // state, so of two workers handed the same event only one records anything.
+        let Some(event) = self.store.pending_event(event_id).await? else {
             return Ok(());
         };
         let started = Instant::now();
@@ -230,6 +232,9 @@ impl Executor {
             .store
             .active_workflows(event.tenant_id, &event.entity_type, &event.trigger)
             .await?;
+        // A schedule tick starts only the workflow whose schedule it is (named by its event key),
+        // not every active workflow on the same `<entity>_schedule` trigger.
+        let candidates = crate::scheduler::tick_candidates(&event, candidates);
         let input = eval_input(&event);
         let prepared_input = input.prepare();
         let mut matched = Vec::new();
@@ -302,7 +307,10 @@ impl Executor {
             "notMatched": not_matched,
             "refused": refused,
         });
-        crate::store::finish_event(&mut tx, event.id, &outcome).await?;
+        if !crate::store::finish_event(&mut tx, event.id, &outcome).await? {
+            // Another worker processed it first; its executions stand, ours are rolled back.
+            return Ok(());
+        }
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         metrics::counter!("switchyard_matches_total").increment(jobs.len() as u64);
         metrics::histogram!("switchyard_event_match_seconds")
@@ -314,40 +322,16 @@ impl Executor {
     /// Runs one step: claim it, run its action under a lease that is kept alive, commit the
     /// outcome with its effects and the next step, then dispatch what follows.
     pub async fn run_step(&self, step_id: Uuid) -> Result<(), JobError> {
-        let Some(step) = self
+        let step = match self
             .store
             .claim_step(step_id, &self.worker_id, self.lease_ms())
             .await?
-        else {
-            return Ok(());
+        {
+            Some(Claim::Run(step)) => step,
+            Some(Claim::Stopped) | None => return Ok(()),
         };
         let execution = &step.execution;
         let tenant_id = execution.tenant_id;
-        if execution.status == "cancelled" {
-            self.store
-                .block_step(&step, &self.worker_id, "cancelled", true)
-                .await?;
-            return Ok(());
-        }
-        match self
-            .store
-            .workflow_state(tenant_id, execution.workflow_id)
-            .await?
-        {
-            Some((_, true)) | None => {
-                self.store
-                    .block_step(&step, &self.worker_id, "workflow_deleted", true)
-                    .await?;
-                return Ok(());
-            }
-            Some((false, false)) => {
-                self.store
-                    .block_step(&step, &self.worker_id, "workflow_disabled", false)
-                    .await?;
-                return Ok(());
-            }
-            Some((true, false)) => {}
-        }
         let workflow = self
             .prepared(tenant_id, execution.workflow_id, execution.workflow_version)
             .await?;
@@ -366,7 +350,6 @@ impl Executor {
                 &execution.entity_id,
             ),
         };
-        let attempt_id = self.store.start_attempt(&step, &self.worker_id).await?;
         let started = Instant::now();
 
         let (finish, endpoint) = self.attempt(&step, &workflow, &event).await;
@@ -380,7 +363,7 @@ impl Executor {
         metrics::histogram!("switchyard_step_duration_seconds", "action" => step.action_type.clone()).record(started.elapsed().as_secs_f64());
         let jobs = self
             .store
-            .finish_step(&step, attempt_id, &self.worker_id, finish, &cause, endpoint)
+            .finish_step(&step, &self.worker_id, finish, &cause, endpoint)
             .await?;
         self.dispatch(&jobs).await;
         Ok(())
@@ -659,7 +642,7 @@ pub fn eval_input(event: &EventRecord) -> EvalInput {
 
 /// The event as conditions and templates see it.
 pub fn event_json(event: &EventRecord) -> Value {
-    json!({
+    let mut view = json!({
         "id": event.event_key,
         "trigger": event.trigger,
         "entityType": event.entity_type,
@@ -668,7 +651,14 @@ pub fn event_json(event: &EventRecord) -> Value {
         "previous": event.previous.clone().unwrap_or_else(|| json!({})),
         "depth": event.depth,
         "causationId": event.causation_id,
-    })
+    });
+    // A schedule tick also says when it was due (CONTRACT §5: `scheduledAt` = `occurredAt`).
+    if crate::scheduler::tick_owner(event).is_some()
+        && let Some(fields) = view.as_object_mut()
+    {
+        fields.insert("scheduledAt".to_owned(), json!(event.occurred_at));
+    }
+    view
 }
 
 fn chain_marker(workflow_id: Uuid, entity_type: &str, entity_id: &str) -> String {

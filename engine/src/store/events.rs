@@ -263,24 +263,9 @@ impl Store {
         rows.iter().map(decode_event).collect()
     }
 
-    /// Takes a pending event for matching, for `lease_ms`; `None` when it is processed or another
-    /// worker holds it.
-    pub async fn claim_event(&self, id: Uuid, lease_ms: i64) -> StoreResult<Option<EventRecord>> {
-        let now = now_ms();
-        let claimed = sqlx::query(
-            "UPDATE events SET lease_until = $1 WHERE id = $2 AND state = 'pending' \
-             AND (lease_until IS NULL OR lease_until < $3)",
-        )
-        .bind(now + lease_ms)
-        .bind(id.to_string())
-        .bind(now)
-        .execute(self.pool())
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        if claimed.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+    /// The event, if it still waits to be matched.
+    pub async fn pending_event(&self, id: Uuid) -> StoreResult<Option<EventRecord>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 AND state = 'pending'");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -328,17 +313,19 @@ impl Store {
     }
 }
 
-/// Marks an event processed with what matching found.
-pub(crate) async fn finish_event(tx: &mut Tx, id: Uuid, outcome: &Value) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE events SET state = 'processed', lease_until = NULL, outcome = $1 WHERE id = $2",
+/// Marks a pending event processed with what matching found; false when it was not pending (another
+/// worker got there first).
+pub(crate) async fn finish_event(tx: &mut Tx, id: Uuid, outcome: &Value) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE events SET state = 'processed', lease_until = NULL, outcome = $1 \
+         WHERE id = $2 AND state = 'pending'",
     )
     .bind(outcome.to_string())
     .bind(id.to_string())
     .execute(&mut **tx)
     .await
     .map_err(StoreError::from_sqlx)?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// The entity's data and status inside a transaction.

@@ -74,7 +74,18 @@ pub struct ClaimedStep {
     pub attempt: i64,
     /// Failed attempts since the step was last started or resumed.
     pub failures: i64,
+    /// The attempt opened by the claim.
+    pub attempt_id: Uuid,
     pub execution: ExecutionRecord,
+}
+
+/// What claiming a step found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Run it: the lease is held and the attempt open.
+    Run(Box<ClaimedStep>),
+    /// The execution was cancelled or its workflow is off or gone; the step was parked.
+    Stopped,
 }
 
 /// How a step ended, as the executor decided it.
@@ -199,15 +210,18 @@ pub(crate) async fn create_execution(
 }
 
 impl Store {
-    /// Takes the lease on a step: a queued step that is due, or a running one whose lease ran out
-    /// (its worker died) or that this worker already holds. `None` means someone else has it or
-    /// it has nothing left to do.
+    /// Takes the lease on a step — a queued step that is due, or a running one whose lease ran out
+    /// (its worker died) or that this worker already holds — and, in the same transaction, decides
+    /// whether it may run: a cancelled execution or a deleted workflow cancels it, a workflow
+    /// toggled off parks it (the execution pauses with `workflow_disabled`); otherwise the attempt
+    /// is opened and the execution marked running. `None` means someone else has the step or it
+    /// has nothing left to do.
     pub async fn claim_step(
         &self,
         step_id: Uuid,
         worker: &str,
         lease_ms: i64,
-    ) -> StoreResult<Option<ClaimedStep>> {
+    ) -> StoreResult<Option<Claim>> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let claimed = sqlx::query(
@@ -231,64 +245,100 @@ impl Store {
         let action_type: String = row.try_get(2)?;
         let attempt: i64 = row.try_get(3)?;
         let failures: i64 = row.try_get(4)?;
-        // A previous holder that died mid-attempt leaves an open attempt: close it.
-        sqlx::query(
-            "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
-             error = 'the worker running this attempt stopped before it finished' \
-             WHERE step_id = $2 AND ended_at IS NULL",
-        )
-        .bind(now)
-        .bind(step_id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
-        let execution = sqlx::query(sqlx::AssertSqlSafe(sql))
+        if attempt > 1 {
+            // A previous holder that died mid-attempt left its attempt open: close it.
+            sqlx::query(
+                "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
+                 error = 'the worker running this attempt stopped before it finished' \
+                 WHERE step_id = $2 AND ended_at IS NULL",
+            )
+            .bind(now)
+            .bind(step_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        }
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS}, (SELECT is_active FROM workflows w WHERE w.id = e.workflow_id), \
+             (SELECT deleted_at FROM workflows w WHERE w.id = e.workflow_id) FROM executions e WHERE id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&execution_id)
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::from_sqlx)?;
-        let execution = decode_execution(&execution)?;
-        tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(Some(ClaimedStep {
-            step_id,
-            position,
-            action_type,
-            attempt,
-            failures,
-            execution,
-        }))
-    }
+        let execution = decode_execution(&row)?;
+        let active = row.try_get::<Option<i64>, _>(14)?.unwrap_or(0) != 0;
+        let deleted = row.try_get::<Option<i64>, _>(15)?.is_some();
 
-    /// Opens the attempt record and marks the execution running.
-    pub async fn start_attempt(&self, step: &ClaimedStep, worker: &str) -> StoreResult<Uuid> {
-        let id = Uuid::now_v7();
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let stop = if execution.status == "cancelled" || deleted {
+            Some(("cancelled", "cancelled", None))
+        } else if !active {
+            Some(("blocked", "paused", Some("workflow_disabled")))
+        } else {
+            None
+        };
+        if let Some((step_status, execution_status, reason)) = stop {
+            sqlx::query(
+                "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
+                 WHERE id = $2",
+            )
+            .bind(step_status)
+            .bind(step_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            sqlx::query(
+                "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3, \
+                 finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE NULL END \
+                 WHERE id = $4 AND status NOT IN ('succeeded', 'cancelled')",
+            )
+            .bind(execution_status)
+            .bind(reason)
+            .bind(now)
+            .bind(&execution_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            tx.commit().await.map_err(StoreError::from_sqlx)?;
+            return Ok(Some(Claim::Stopped));
+        }
+
+        let attempt_id = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO attempts (id, step_id, tenant_id, number, worker, started_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(id.to_string())
-        .bind(step.step_id.to_string())
-        .bind(step.execution.tenant_id.to_string())
-        .bind(step.attempt)
+        .bind(attempt_id.to_string())
+        .bind(step_id.to_string())
+        .bind(execution.tenant_id.to_string())
+        .bind(attempt)
         .bind(worker)
         .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
-        sqlx::query(
-            "UPDATE executions SET status = 'running', updated_at = $1 \
-             WHERE id = $2 AND status IN ('queued', 'waiting')",
-        )
-        .bind(now)
-        .bind(step.execution.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+        if execution.status != "running" {
+            sqlx::query(
+                "UPDATE executions SET status = 'running', updated_at = $1 \
+                 WHERE id = $2 AND status IN ('queued', 'waiting')",
+            )
+            .bind(now)
+            .bind(&execution_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        }
         tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(id)
+        Ok(Some(Claim::Run(Box::new(ClaimedStep {
+            step_id,
+            position,
+            action_type,
+            attempt,
+            failures,
+            attempt_id,
+            execution,
+        }))))
     }
 
     /// Extends a held lease; false when the lease was lost (another worker took the step over).
@@ -304,51 +354,10 @@ impl Store {
         .bind(now_ms() + lease_ms)
         .bind(step_id.to_string())
         .bind(worker)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// The execution cannot go on because its workflow is off (or gone): park the step.
-    pub async fn block_step(
-        &self,
-        step: &ClaimedStep,
-        worker: &str,
-        reason: &str,
-        cancel: bool,
-    ) -> StoreResult<()> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let (step_status, execution_status) = if cancel {
-            ("cancelled", "cancelled")
-        } else {
-            ("blocked", "paused")
-        };
-        sqlx::query(
-            "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
-             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
-        )
-        .bind(step_status)
-        .bind(step.step_id.to_string())
-        .bind(worker)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        sqlx::query(
-            "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3, \
-             finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE NULL END \
-             WHERE id = $4 AND status NOT IN ('succeeded', 'cancelled')",
-        )
-        .bind(execution_status)
-        .bind(if cancel { None } else { Some(reason) })
-        .bind(now)
-        .bind(step.execution.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(())
     }
 
     /// Commits a step's outcome, its effects and what comes next, in one transaction. Returns the
@@ -357,7 +366,6 @@ impl Store {
     pub async fn finish_step(
         &self,
         step: &ClaimedStep,
-        attempt_id: Uuid,
         worker: &str,
         finish: StepFinish,
         cause: &Cause,
@@ -419,7 +427,7 @@ impl Store {
         .bind(attempt_outcome)
         .bind(error.clone())
         .bind(output.as_ref().map(Value::to_string))
-        .bind(attempt_id.to_string())
+        .bind(step.attempt_id.to_string())
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -548,7 +556,7 @@ impl Store {
             sqlx::query("DELETE FROM endpoint_health WHERE tenant_id = $1 AND url = $2")
                 .bind(tenant_id.to_string())
                 .bind(url)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .map_err(StoreError::from_sqlx)?;
         }
@@ -565,7 +573,7 @@ impl Store {
         )
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
@@ -604,7 +612,7 @@ impl Store {
         .bind(now)
         .bind(now - stale_ms)
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
@@ -901,7 +909,7 @@ impl Store {
         .bind(p256dh)
         .bind(auth)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         Ok(!existed)

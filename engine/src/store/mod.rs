@@ -7,12 +7,20 @@
 
 mod events;
 mod executions;
+mod integrations;
+mod rotation;
+mod schedules;
 mod tenants;
 mod workflows;
 
 pub(crate) use events::finish_event;
 pub use events::{EventRecord, Ingested, NewEvent};
 pub use executions::*;
+pub use integrations::{
+    INTEGRATION_ACTIVE, INTEGRATION_DISABLED, IntegrationRecord, NewIntegration,
+};
+pub use rotation::{RotateError, Rotated};
+pub use schedules::{ScheduledWorkflow, TickClaim, TickRecord};
 pub use tenants::{ApiKeyRecord, NewApiKey, TenantRecord};
 pub use workflows::{StoredWorkflow, WorkflowChangeError, WorkflowSpec, WorkflowWrite};
 
@@ -66,7 +74,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The database: a pool plus what kind it is.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: writers queue fairly for it in the pool instead
+    /// of colliding on the file lock, where SQLite's busy handler would make them sleep and retry.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -97,28 +109,39 @@ impl Store {
         let options = AnyConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?
             .disable_statement_logging();
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer; the busy timeout makes
-                        // writers of one file queue instead of failing with SQLITE_BUSY.
-                        sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .execute(&mut *conn)
-                        .await?;
-                    }
-                    Ok(())
+        let open = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL lets readers run beside the one writer; the busy timeout covers
+                            // other processes writing the same file.
+                            sqlx::raw_sql(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", redact_url(url))))?;
-        Ok(Store { pool, backend })
+                .connect_with(options.clone())
+        };
+        let unavailable =
+            |e: sqlx::Error| StoreError::Unavailable(format!("{}: {e}", redact_url(url)));
+        let pool = open(max_connections.max(1)).await.map_err(unavailable)?;
+        let writer = match backend {
+            Backend::Sqlite => open(1).await.map_err(unavailable)?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -129,13 +152,18 @@ impl Store {
         &self.pool
     }
 
+    /// The pool single write statements go through (see [`Store::writer`]'s field doc).
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// Begins a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`): a
     /// deferred transaction that reads and then writes can fail with SQLITE_BUSY instead of
     /// waiting when another writer got in between.
     pub(crate) async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
         .map_err(StoreError::from_sqlx)
     }
@@ -146,7 +174,7 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await.map_err(|e| match e {
+        migrator.run(&self.writer).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(e),
             other => StoreError::Corrupt(format!("migration failed: {other}")),
         })
@@ -163,6 +191,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -76,6 +76,40 @@ impl Store {
         Ok(key)
     }
 
+    /// Creates a tenant with its first API key only when the database has no tenant yet (the
+    /// first-run bootstrap of `serve`); `None` when one exists. Check and insert share one
+    /// transaction holding the tenants write lock, so of several processes starting at once on
+    /// an empty database exactly one creates it.
+    pub async fn create_first_tenant(&self, name: &str) -> StoreResult<Option<NewApiKey>> {
+        let mut tx = self.write_tx().await?;
+        if self.backend() == super::Backend::Postgres {
+            // SHARE ROW EXCLUSIVE conflicts with itself and with inserts, not with reads.
+            sqlx::query("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        let existing: i64 = sqlx::query("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(StoreError::from_sqlx)?;
+        if existing > 0 {
+            return Ok(None);
+        }
+        let tenant_id = Uuid::now_v7();
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(tenant_id.to_string())
+            .bind(name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let key = insert_key(&mut tx, tenant_id).await?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(Some(key))
+    }
+
     pub async fn tenant(&self, tenant_id: Uuid) -> StoreResult<Option<TenantRecord>> {
         let row = sqlx::query("SELECT id, name, notification_email FROM tenants WHERE id = $1")
             .bind(tenant_id.to_string())
@@ -108,7 +142,7 @@ impl Store {
         sqlx::query("UPDATE tenants SET notification_email = $1 WHERE id = $2")
             .bind(email)
             .bind(tenant_id.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(StoreError::from_sqlx)?;
         Ok(())
@@ -139,7 +173,7 @@ impl Store {
         )
         .bind(now_ms())
         .bind(key_id.to_string())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         row.map(|r| {
@@ -231,7 +265,7 @@ impl Store {
                      ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(key.encrypt(CHECK, "meta"))
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .map_err(|e| {
                     crate::secrets::SecretError::BadKey(format!("writing the key check: {e}"))

@@ -249,7 +249,7 @@ impl Store {
         .bind(now_ms())
         .bind(id.to_string())
         .bind(tenant_id.to_string())
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         if updated.rows_affected() == 0 {

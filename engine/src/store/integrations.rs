@@ -1,0 +1,230 @@
+//! Configured store integrations. Every query takes the tenant id, except [`Store::inbound_integration`]:
+//! a store's webhook carries no bearer key, so the integration id in its URL is what names the
+//! tenant (and the provider's signature, checked by the caller, is what authenticates it).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::tenants::parse_uuid;
+use super::{Backend, Store, StoreError, StoreResult, from_ms, now_ms};
+
+/// `status` of an integration that accepts inbound webhooks.
+pub const INTEGRATION_ACTIVE: &str = "active";
+/// `status` of an integration whose inbound webhooks are refused (credentials kept).
+pub const INTEGRATION_DISABLED: &str = "disabled";
+
+/// An integration as stored. `credentials` is the sealed (`enc:v1:…`) JSON document.
+#[derive(Clone)]
+pub struct IntegrationRecord {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub provider: String,
+    pub store_url: Option<String>,
+    pub status: String,
+    pub credentials: String,
+    pub settings: Value,
+    pub connected_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for IntegrationRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Sealed credentials are harmless, but logs have no use for them either.
+        f.debug_struct("IntegrationRecord")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("provider", &self.provider)
+            .field("store_url", &self.store_url)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntegrationRecord {
+    pub fn is_active(&self) -> bool {
+        self.status == INTEGRATION_ACTIVE
+    }
+}
+
+/// What configuring writes.
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    pub provider: String,
+    pub store_url: Option<String>,
+    /// Already sealed under the master key.
+    pub credentials: String,
+    pub settings: Value,
+}
+
+const COLUMNS: &str =
+    "id, tenant_id, provider, store_url, status, credentials, settings, connected_at, disabled_at";
+
+fn decode(row: &AnyRow) -> StoreResult<IntegrationRecord> {
+    let settings: String = row.try_get(6)?;
+    Ok(IntegrationRecord {
+        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
+        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
+        provider: row.try_get(2)?,
+        store_url: row.try_get(3)?,
+        status: row.try_get(4)?,
+        credentials: row.try_get(5)?,
+        settings: serde_json::from_str(&settings)
+            .map_err(|e| StoreError::Corrupt(format!("integration settings: {e}")))?,
+        connected_at: from_ms(row.try_get(7)?),
+        disabled_at: row.try_get::<Option<i64>, _>(8)?.map(from_ms),
+    })
+}
+
+impl Store {
+    /// Adds an active integration; `None` when the tenant already has an active one of the same
+    /// provider and store. Providers without a store (`store_url` NULL) never conflict.
+    pub async fn insert_integration(
+        &self,
+        tenant_id: Uuid,
+        new: &NewIntegration,
+    ) -> StoreResult<Option<IntegrationRecord>> {
+        let id = Uuid::now_v7();
+        let now = now_ms();
+        let tenant = tenant_id.to_string();
+        let mut tx = self.write_tx().await?;
+        // The check and the insert must not interleave with another configure of the same store.
+        // SQLite's write transaction (BEGIN IMMEDIATE) already serializes writers; on PostgreSQL
+        // the tenant's row lock serializes configures of one tenant without a table lock.
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(&tenant)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        if let Some(store_url) = &new.store_url {
+            let existing = sqlx::query(
+                "SELECT id FROM integrations WHERE tenant_id = $1 AND provider = $2 \
+                 AND store_url = $3 AND status = $4",
+            )
+            .bind(&tenant)
+            .bind(&new.provider)
+            .bind(store_url)
+            .bind(INTEGRATION_ACTIVE)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            if existing.is_some() {
+                return Ok(None);
+            }
+        }
+        let settings = new.settings.to_string();
+        sqlx::query(
+            "INSERT INTO integrations (id, tenant_id, provider, store_url, status, credentials, \
+             settings, connected_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id.to_string())
+        .bind(&tenant)
+        .bind(&new.provider)
+        .bind(new.store_url.clone())
+        .bind(INTEGRATION_ACTIVE)
+        .bind(&new.credentials)
+        .bind(&settings)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(Some(IntegrationRecord {
+            id,
+            tenant_id,
+            provider: new.provider.clone(),
+            store_url: new.store_url.clone(),
+            status: INTEGRATION_ACTIVE.to_owned(),
+            credentials: new.credentials.clone(),
+            settings: new.settings.clone(),
+            connected_at: from_ms(now),
+            disabled_at: None,
+        }))
+    }
+
+    /// One of the tenant's integrations.
+    pub async fn integration(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<IntegrationRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM integrations WHERE id = $1 AND tenant_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(tenant_id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// One page of the tenant's integrations, oldest first, after the cursor id.
+    pub async fn list_integrations(
+        &self,
+        tenant_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<IntegrationRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM integrations WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id.to_string())
+            .bind(after.map(|u| u.to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Marks an integration disabled (idempotent: a disabled one keeps its first `disabled_at`).
+    pub async fn disable_integration(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<IntegrationRecord>> {
+        let updated = sqlx::query(
+            "UPDATE integrations SET status = $1, disabled_at = COALESCE(disabled_at, $2) \
+             WHERE id = $3 AND tenant_id = $4",
+        )
+        .bind(INTEGRATION_DISABLED)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .execute(self.writer())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.integration(tenant_id, id).await
+    }
+
+    /// Deletes an integration and its credentials for good; false when there was none.
+    pub async fn delete_integration(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM integrations WHERE id = $1 AND tenant_id = $2")
+            .bind(id.to_string())
+            .bind(tenant_id.to_string())
+            .execute(self.writer())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// The integration an inbound webhook URL names, whatever its tenant: the one lookup without a
+    /// tenant id, because the URL is all a store's delivery carries.
+    pub async fn inbound_integration(&self, id: Uuid) -> StoreResult<Option<IntegrationRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM integrations WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.as_ref().map(decode).transpose()
+    }
+}

@@ -1,0 +1,137 @@
+// DOM helpers: elements are built with textContent, never from HTML strings, so nothing the API
+// returns is ever interpreted as markup.
+
+/** h('button', {class: 'x', onclick: fn}, 'text', child, [more]) */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith('on') && typeof value === 'function') {
+      el.addEventListener(name.slice(2), value);
+    } else if (name === 'class') {
+      el.className = Array.isArray(value) ? value.filter(Boolean).join(' ') : value;
+    } else if (name === 'dataset') {
+      Object.assign(el.dataset, value);
+    } else if (name === 'value') {
+      el.value = value;
+    } else if (value === true) {
+      el.setAttribute(name, '');
+    } else {
+      el.setAttribute(name, String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children) {
+    if (child === undefined || child === null || child === false) continue;
+    if (Array.isArray(child)) append(el, child);
+    else el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+export function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+export function replace(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+/** A <time> showing a timestamp in the browser's locale and zone; the ISO form on hover. */
+export function time(iso, { precise = false } = {}) {
+  if (!iso) return h('span', { class: 'muted' }, '—');
+  const date = new Date(iso);
+  let text = dateTime.format(date);
+  if (precise) text += `.${String(date.getMilliseconds()).padStart(3, '0')}`;
+  return h('time', { datetime: iso, title: iso }, text);
+}
+
+export function duration(fromIso, toIso) {
+  if (!fromIso || !toIso) return '';
+  const ms = new Date(toIso) - new Date(fromIso);
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.round(ms / 60_000)} min`;
+}
+
+/** A status word with its colour; the word itself carries the meaning. */
+export function badge(status) {
+  return h('span', { class: ['badge', `badge-${String(status).replace(/[^a-z_]/gi, '')}`] }, status);
+}
+
+export function json(value) {
+  return h('pre', { class: 'json' }, JSON.stringify(value, null, 2));
+}
+
+export function shortId(id) {
+  return String(id ?? '').slice(-8);
+}
+
+let toastTimer;
+/** A short message announced to screen readers. */
+export function toast(message, kind = 'info') {
+  const el = document.getElementById('toast');
+  if (!el) return;
+  el.className = `toast toast-${kind}`;
+  el.textContent = message;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.textContent = ''; }, 5000);
+}
+
+/** A modal yes/no question in the page's <dialog>; resolves true when confirmed. */
+export function confirmDialog(message, confirmLabel = 'Delete') {
+  const dialog = document.getElementById('confirm');
+  dialog.querySelector('#confirm-message').textContent = message;
+  dialog.querySelector('#confirm-yes').textContent = confirmLabel;
+  dialog.returnValue = '';
+  dialog.showModal();
+  dialog.querySelector('#confirm-no').focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'yes'), { once: true });
+  });
+}
+
+/** A page heading that receives focus after navigation, so screen readers announce the page. */
+export function heading(text, ...extra) {
+  return h('h1', { tabindex: '-1' }, text, ...extra);
+}
+
+/** A labelled form control with room for a hint and an error message below it. */
+export function field({ id, label, control, hint, wide = false }) {
+  control.id = id;
+  const errorId = `${id}-error`;
+  const hintId = hint ? `${id}-hint` : null;
+  control.setAttribute('aria-describedby', [hintId, errorId].filter(Boolean).join(' '));
+  return h('div', { class: ['field', wide && 'field-wide'], dataset: { field: id } },
+    h('label', { for: id }, label),
+    control,
+    hint ? h('p', { class: 'hint', id: hintId }, hint) : null,
+    h('p', { class: 'field-error', id: errorId, hidden: true }));
+}
+
+export function setFieldError(wrapper, message) {
+  const error = wrapper.querySelector('.field-error');
+  const control = wrapper.querySelector('input, select, textarea');
+  if (message) {
+    error.textContent = message;
+    error.hidden = false;
+    control?.setAttribute('aria-invalid', 'true');
+  } else {
+    error.textContent = '';
+    error.hidden = true;
+    control?.removeAttribute('aria-invalid');
+  }
+}
+
+/** The state of an async load: a message in place of the content. */
+export function notice(text, kind = 'muted') {
+  return h('p', { class: ['notice', `notice-${kind}`], role: kind === 'error' ? 'alert' : null }, text);
+}

@@ -1,0 +1,159 @@
+// What the browser tests stand on: the real `switchyard serve` on port 0 over a fresh SQLite
+// file, a scriptable webhook receiver, and Debian's Chromium driven by playwright-core.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const SCREENSHOTS = path.join(ROOT, 'target', 'screenshots');
+const BINARY = process.env.SWITCHYARD_BIN ?? path.join(ROOT, 'target', 'debug', 'switchyard');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Resolves with the next line matching `pattern`, or rejects after `ms`. */
+function nextLine(lines, pattern, ms, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      lines.off('line', onLine);
+      reject(new Error(`no ${what} from switchyard within ${ms} ms`));
+    }, ms);
+    const onLine = (line) => {
+      const match = pattern.exec(line);
+      if (!match) return;
+      clearTimeout(timer);
+      lines.off('line', onLine);
+      resolve(match);
+    };
+    lines.on('line', onLine);
+  });
+}
+
+/**
+ * Starts `switchyard serve` the way an operator would on a first run, and reads from its stdout
+ * the ready line (which must be the first) and the API key the bootstrap prints.
+ */
+export async function startServer() {
+  if (!existsSync(BINARY)) {
+    throw new Error(`${BINARY} is missing: run \`cargo build -p switchyard --bin switchyard\` first (scripts/test does)`);
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-browser-'));
+  const args = [
+    'serve',
+    '--listen', '127.0.0.1:0',
+    '--database-url', `sqlite://${path.join(dir, 'db')}?mode=rwc`,
+    '--allow-private-targets',
+    '--retry-schedule', '300ms',
+    '--sweep-interval', '100ms',
+    '--log-format', 'json',
+  ];
+  const child = spawn(BINARY, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SWITCHYARD_LOG: 'warn' },
+  });
+  const stderr = [];
+  child.stderr.on('data', (chunk) => stderr.push(chunk));
+  const lines = readline.createInterface({ input: child.stdout });
+  const stdout = [];
+  lines.on('line', (line) => stdout.push(line));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const died = exited.then(({ code, signal }) => {
+    throw new Error(`switchyard exited (${code ?? signal}) before it was ready:\n${Buffer.concat(stderr)}`);
+  });
+  try {
+    const ready = await Promise.race([nextLine(lines, /^switchyard listening on (http:\/\/\S+)$/, 30_000, 'ready line'), died]);
+    const key = await Promise.race([nextLine(lines, /^api key: (sk_\S+)$/, 10_000, 'bootstrap API key'), died]);
+    if (!stdout[0]?.startsWith('switchyard listening on ')) throw new Error(`first line was ${stdout[0]}`);
+    died.catch(() => {});
+    return {
+      base: ready[1],
+      key: key[1],
+      stdout,
+      stderr: () => Buffer.concat(stderr).toString(),
+      async stop() {
+        if (child.exitCode === null) child.kill('SIGTERM');
+        const result = await exited;
+        await rm(dir, { recursive: true, force: true });
+        return result;
+      },
+    };
+  } catch (error) {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** A webhook receiver on 127.0.0.1:0 that answers 200, or whatever status it is told to. */
+export async function startReceiver() {
+  const received = [];
+  let status = 200;
+  const server = http.createServer((request, response) => {
+    const chunks = [];
+    request.on('data', (c) => chunks.push(c));
+    request.on('end', () => {
+      received.push({ headers: request.headers, body: Buffer.concat(chunks).toString() });
+      response.writeHead(status, { 'Content-Type': 'text/plain' });
+      response.end(status < 300 ? 'ok' : `receiver is down (answering ${status})`);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    received,
+    answer(code) {
+      status = code;
+    },
+    stop: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+/** Calls the API from node, as an integrator's backend would. */
+export function apiClient(base, key) {
+  return async function api(method, pathname, body) {
+    const response = await fetch(`${base}${pathname}`, {
+      method,
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await response.json();
+    return { status: response.status, ...json };
+  };
+}
+
+/** Polls `check` until it returns something truthy. */
+export async function eventually(check, { timeout = 15_000, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Debian's Chromium, headless, with the flags this machine's closed network needs. */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (scripts/test does)`);
+  }
+  await mkdir(SCREENSHOTS, { recursive: true });
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+}
