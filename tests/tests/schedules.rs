@@ -226,13 +226,6 @@ async fn two_servers_fire_each_tick_once(db: Db) {
     // Every fired tick is a distinct second: no tick listed twice either.
     let fired_at: HashSet<String> = fired.iter().map(|t| t["tickAt"].to_string()).collect();
     assert_eq!(fired_at.len(), fired.len());
-    {
-        use sqlx::Row;
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&first.db.url).await.expect("pool");
-        let rows = sqlx::query("SELECT recorded_by, COUNT(*) FROM schedule_ticks GROUP BY recorded_by").fetch_all(&pool).await.expect("q");
-        for r in rows { eprintln!("SPLIT {db:?} {} {}", r.get::<String,_>(0), r.get::<i64,_>(1)); }
-    }
     second.stop().await;
     first.stop().await;
 }

@@ -290,3 +290,47 @@ impl Scheduler {
         Ok(compiled)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(trigger: &str, key: &str) -> EventRecord {
+        EventRecord {
+            id: Uuid::now_v7(),
+            tenant_id: Uuid::now_v7(),
+            event_key: key.to_owned(),
+            entity_type: "Order".to_owned(),
+            entity_id: TICK_ENTITY_ID.to_owned(),
+            trigger: trigger.to_owned(),
+            data: json!({}),
+            previous: None,
+            occurred_at: from_ms(0),
+            received_at: from_ms(0),
+            causation_id: None,
+            depth: 0,
+            chain: Vec::new(),
+            state: "pending".to_owned(),
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn a_tick_starts_only_the_workflow_it_was_fired_for() {
+        let (owner, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let candidates = vec![(owner, 3), (other, 1)];
+        let key = tick_event_key(owner, 1_777_000_000_000);
+        let tick = event("order_schedule", &key);
+        assert_eq!(tick_owner(&tick), Some(owner));
+        assert_eq!(tick_candidates(&tick, candidates.clone()), vec![(owner, 3)]);
+        // A schedule event that names no owner starts nothing.
+        let stray = event("order_schedule", "evt_1");
+        assert_eq!(tick_candidates(&stray, candidates.clone()), vec![]);
+        // Entity events are left alone, even with a key that looks like a tick's.
+        let paid = event("order_paid", &key);
+        assert_eq!(tick_owner(&paid), None);
+        assert_eq!(tick_candidates(&paid, candidates.clone()), candidates);
+    }
+}

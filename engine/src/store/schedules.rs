@@ -46,8 +46,8 @@ pub struct TickClaim {
 
 impl Store {
     /// Every tenant's active, live workflows on one of `triggers` (the catalog's schedule
-    /// triggers). The one store query that reads across tenants, for the scheduler alone; it
-    /// returns ids and versions, nothing a tenant wrote.
+    /// triggers). Reads across tenants, as the scheduler must; it returns ids, versions and
+    /// times, nothing a tenant wrote.
     pub async fn active_schedules(&self, triggers: &[&str]) -> StoreResult<Vec<ScheduledWorkflow>> {
         if triggers.is_empty() {
             return Ok(Vec::new());

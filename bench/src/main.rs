@@ -1,0 +1,482 @@
+//! `bench`: Switchyard end to end on this machine. Starts the real `switchyard` binary (embedded
+//! SQLite, or PostgreSQL + Redis with an API process and a separate worker process), creates a
+//! tenant and a webhook workflow through the API, posts events over HTTP with keep-alive, and
+//! receives the deliveries on a local receiver. Prints accepted and delivered events/s, latency
+//! percentiles at half the measured maximum, idle latency, peak RSS, and the same machine's
+//! ceiling: a plain HTTP client→receiver loop without the engine.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// One `switchyard serve` on an embedded SQLite file.
+    Sqlite,
+    /// `switchyard serve --no-worker` plus one `switchyard worker`, on PostgreSQL and Redis.
+    Postgres,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "End-to-end benchmark of Switchyard")]
+struct Args {
+    #[arg(long, value_enum, default_value = "sqlite")]
+    mode: Mode,
+    /// Events posted flat out for the throughput figure.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Concurrent HTTP requests while posting flat out.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds of the fixed-rate latency run.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Events/s of the latency run (default: half the measured maximum).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Worker concurrency of the server.
+    #[arg(long, default_value_t = 64)]
+    worker_concurrency: usize,
+    /// The binary to run (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/switchyard")]
+    binary: PathBuf,
+    #[arg(
+        long,
+        env = "SWITCHYARD_TEST_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
+    #[arg(
+        long,
+        env = "SWITCHYARD_TEST_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+}
+
+/// Deliveries seen by the receiver: event id → arrival.
+#[derive(Default)]
+struct Seen {
+    arrivals: HashMap<String, Instant>,
+    total: usize,
+}
+
+async fn receive(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap) -> StatusCode {
+    let id = headers
+        .get("x-switchyard-event-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if let Ok(mut seen) = seen.lock() {
+        seen.total += 1;
+        seen.arrivals.entry(id).or_insert_with(Instant::now);
+    }
+    StatusCode::OK
+}
+
+async fn start_receiver() -> anyhow::Result<(String, Arc<Mutex<Seen>>)> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}/hook"), seen))
+}
+
+fn delivered(seen: &Arc<Mutex<Seen>>) -> usize {
+    seen.lock().map(|s| s.arrivals.len()).unwrap_or(0)
+}
+
+struct Server {
+    child: Child,
+    base: Option<String>,
+}
+
+impl Server {
+    async fn start(binary: &PathBuf, args: &[String]) -> anyhow::Result<Server> {
+        let mut child = Command::new(binary)
+            .args(args)
+            .env("SWITCHYARD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut base = None;
+        if args.first().map(String::as_str) == Some("serve") {
+            let stdout = child.stdout.take().context("stdout")?;
+            let mut lines = BufReader::new(stdout).lines();
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .context("no ready line in 60 s")??
+                .context("the server exited")?;
+            base = Some(
+                line.strip_prefix("switchyard listening on ")
+                    .with_context(|| format!("unexpected line: {line}"))?
+                    .to_owned(),
+            );
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        }
+        Ok(Server { child, base })
+    }
+
+    /// Peak resident set size (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn event(id: &str) -> Value {
+    json!({
+        "entityType": "Order", "trigger": "order_paid", "entityId": format!("ord_{id}"), "eventId": id,
+        "data": {"status": "paid", "total": 120.5, "currency": "EUR",
+                 "customer": {"email": "ana@example.com", "country": "DE"}},
+        "previous": {"status": "pending"}
+    })
+}
+
+/// The machine's ceiling: the same client posting the same body straight to the receiver.
+async fn ceiling(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let body = event("ceiling");
+    let started = Instant::now();
+    let done = futures::stream::iter(0..n)
+        .map(|_| {
+            let request = http
+                .post(url)
+                .header("x-switchyard-event-id", "ceiling")
+                .json(&body);
+            async move { request.send().await.map(|r| r.status().is_success()) }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|r| futures::future::ready(matches!(r, Ok(true))))
+        .count()
+        .await;
+    if done != n {
+        bail!("ceiling run: {done} of {n} succeeded");
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn post_event(http: &reqwest::Client, base: &str, key: &str, id: &str) -> anyhow::Result<()> {
+    let response = http
+        .post(format!("{base}/api/events"))
+        .bearer_auth(key)
+        .json(&event(id))
+        .send()
+        .await?;
+    if response.status() != StatusCode::ACCEPTED {
+        bail!(
+            "POST /api/events answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn wait_delivered(seen: &Arc<Mutex<Seen>>, n: usize, what: &str) -> anyhow::Result<Instant> {
+    let progress = bar(n as u64, what);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let got = delivered(seen);
+        progress.set_position(got as u64);
+        if got >= n {
+            progress.finish_and_clear();
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!("only {got} of {n} deliveries arrived within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn percentiles(latencies: &[Duration]) -> anyhow::Result<(f64, f64, f64)> {
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for l in latencies {
+        histogram.record(l.as_micros().max(1) as u64)?;
+    }
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    Ok((ms(0.50), ms(0.95), ms(0.99)))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.binary.exists() {
+        bail!(
+            "{} not found: run `cargo build --release -p switchyard` first",
+            args.binary.display()
+        );
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let (hook, seen) = start_receiver().await?;
+
+    println!(
+        "ceiling: plain HTTP client → receiver, {} requests…",
+        args.events
+    );
+    let ceiling_rps = ceiling(&http, &hook, args.events, args.concurrency).await?;
+    if let Ok(mut s) = seen.lock() {
+        *s = Seen::default();
+    }
+
+    // A database of the run's own.
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-bench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let prefix = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let mut common: Vec<String> = vec![
+        "--allow-private-targets".into(),
+        "--rate-limit".into(),
+        "1000000".into(),
+    ];
+    match args.mode {
+        Mode::Sqlite => {
+            common.extend([
+                "--database-url".into(),
+                format!("sqlite://{}/switchyard.db?mode=rwc", dir.display()),
+            ]);
+        }
+        Mode::Postgres => {
+            let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+            let mut conn =
+                <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut conn)
+                .await?;
+            let sep = if args.postgres_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            common.extend([
+                "--database-url".into(),
+                format!(
+                    "{}{sep}options=-c%20search_path%3D{schema}",
+                    args.postgres_url
+                ),
+                "--redis-url".into(),
+                args.redis_url.clone(),
+                "--redis-prefix".into(),
+                prefix.clone(),
+                "--master-key".into(),
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+            ]);
+        }
+    }
+    let output = Command::new(&args.binary)
+        .args(["tenant", "create", "--name", "bench"])
+        .args(&common)
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    let tenant: Value = serde_json::from_slice(&output.stdout).context("tenant create output")?;
+    let key = tenant["apiKey"].as_str().context("apiKey")?.to_owned();
+
+    let concurrency = args.worker_concurrency.to_string();
+    let mut servers = Vec::new();
+    let serve_args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--concurrency".into(),
+            concurrency.clone(),
+        ]);
+        a.extend(common.clone());
+        a
+    };
+    match args.mode {
+        Mode::Sqlite => servers.push(Server::start(&args.binary, &serve_args(&["serve"])).await?),
+        Mode::Postgres => {
+            servers
+                .push(Server::start(&args.binary, &serve_args(&["serve", "--no-worker"])).await?);
+            servers.push(Server::start(&args.binary, &serve_args(&["worker"])).await?);
+        }
+    }
+    let base = servers[0].base.clone().context("API address")?;
+    let workflow = json!({"name": "bench", "entityType": "Order", "triggerId": "order_paid",
+        "conditions": {"status": "paid"}, "condition": "entity.total > 100 && entity.customer.country == \"DE\"",
+        "action": {"type": "webhook", "url": hook}});
+    let configured = http
+        .post(format!("{base}/api/workflows/configure"))
+        .bearer_auth(&key)
+        .json(&workflow)
+        .send()
+        .await?;
+    if !configured.status().is_success() {
+        bail!("configure: {}", configured.text().await.unwrap_or_default());
+    }
+
+    // Warm-up.
+    for i in 0..200 {
+        post_event(&http, &base, &key, &format!("warm{i}")).await?;
+    }
+    wait_delivered(&seen, 200, "warm-up").await?;
+    if let Ok(mut s) = seen.lock() {
+        *s = Seen::default();
+    }
+
+    // Throughput: flat out.
+    println!(
+        "throughput: {} events flat out, {} concurrent requests…",
+        args.events, args.concurrency
+    );
+    let progress = bar(args.events as u64, "posting");
+    let started = Instant::now();
+    let posted = futures::stream::iter(0..args.events)
+        .map(|i| {
+            let (http, base, key, progress) =
+                (http.clone(), base.clone(), key.clone(), progress.clone());
+            async move {
+                let result = post_event(&http, &base, &key, &format!("t{i}")).await;
+                progress.inc(1);
+                result
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    progress.finish_and_clear();
+    if let Some(Err(e)) = posted.into_iter().find(Result::is_err) {
+        return Err(e.context("posting events"));
+    }
+    let accepted_secs = started.elapsed().as_secs_f64();
+    let last = wait_delivered(&seen, args.events, "deliveries").await?;
+    let delivered_secs = last.duration_since(started).as_secs_f64();
+    let accepted_rate = args.events as f64 / accepted_secs;
+    let delivered_rate = args.events as f64 / delivered_secs;
+
+    // Latency at a fixed rate: half the measured maximum unless given.
+    let rate = args.rate.unwrap_or(delivered_rate / 2.0).max(1.0);
+    let n = (rate * args.latency_seconds as f64) as usize;
+    println!("latency: {n} events at {rate:.0}/s…");
+    if let Ok(mut s) = seen.lock() {
+        *s = Seen::default();
+    }
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        ticker.tick().await;
+        let id = format!("l{i}");
+        let (http, base, key, sent) = (http.clone(), base.clone(), key.clone(), sent.clone());
+        tasks.spawn(async move {
+            if let Ok(mut s) = sent.lock() {
+                s.insert(id.clone(), Instant::now());
+            }
+            post_event(&http, &base, &key, &id).await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    wait_delivered(&seen, n, "latency deliveries").await?;
+    let latencies: Vec<Duration> = {
+        let sent = sent.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        let seen = seen.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        sent.iter()
+            .filter_map(|(id, at)| seen.arrivals.get(id).map(|got| got.duration_since(*at)))
+            .collect()
+    };
+    let (p50, p95, p99) = percentiles(&latencies)?;
+
+    // Idle latency: one event at a time on an otherwise idle system.
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let id = format!("i{i}");
+        let at = Instant::now();
+        post_event(&http, &base, &key, &id).await?;
+        loop {
+            let got = seen.lock().ok().and_then(|s| s.arrivals.get(&id).copied());
+            if let Some(got) = got {
+                idle.push(got.duration_since(at));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let (idle_p50, _, idle_p99) = percentiles(&idle)?;
+    let duplicates = seen
+        .lock()
+        .map(|s| s.total.saturating_sub(s.arrivals.len()))
+        .unwrap_or(0);
+    let rss: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            s.peak_rss_mib()
+                .map(|m| format!("{m:.0} MiB"))
+                .unwrap_or_else(|| "?".into())
+        })
+        .collect();
+
+    println!();
+    println!("mode                         {:?}", args.mode);
+    println!("ceiling (client→receiver)    {ceiling_rps:>10.0} req/s");
+    println!(
+        "events accepted              {accepted_rate:>10.0} events/s   ({:.2} of ceiling)",
+        accepted_rate / ceiling_rps
+    );
+    println!(
+        "events delivered end to end  {delivered_rate:>10.0} events/s   ({:.2} of ceiling)",
+        delivered_rate / ceiling_rps
+    );
+    println!(
+        "latency at {rate:>6.0}/s          p50 {p50:.1} ms   p95 {p95:.1} ms   p99 {p99:.1} ms"
+    );
+    println!("idle latency                 p50 {idle_p50:.1} ms   p99 {idle_p99:.1} ms");
+    println!("peak RSS                     {}", rss.join(" + "));
+    println!("duplicate deliveries         {duplicates}");
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
