@@ -7,22 +7,17 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use switchyard_bench::bar;
+use switchyard_bench::receiver::{Seen, delivered, start_receiver};
+use switchyard_bench::server::Server;
+use switchyard_bench::setup::{self, event, post_event};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -69,107 +64,6 @@ struct Args {
     redis_url: String,
 }
 
-/// Deliveries seen by the receiver: event id → arrival.
-#[derive(Default)]
-struct Seen {
-    arrivals: HashMap<String, Instant>,
-    total: usize,
-}
-
-async fn receive(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap) -> StatusCode {
-    let id = headers
-        .get("x-switchyard-event-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    if let Ok(mut seen) = seen.lock() {
-        seen.total += 1;
-        seen.arrivals.entry(id).or_insert_with(Instant::now);
-    }
-    StatusCode::OK
-}
-
-async fn start_receiver() -> anyhow::Result<(String, Arc<Mutex<Seen>>)> {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((format!("http://{addr}/hook"), seen))
-}
-
-fn delivered(seen: &Arc<Mutex<Seen>>) -> usize {
-    seen.lock().map(|s| s.arrivals.len()).unwrap_or(0)
-}
-
-struct Server {
-    child: Child,
-    base: Option<String>,
-}
-
-impl Server {
-    async fn start(binary: &PathBuf, args: &[String]) -> anyhow::Result<Server> {
-        let mut child = Command::new(binary)
-            .args(args)
-            .env("SWITCHYARD_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut base = None;
-        if args.first().map(String::as_str) == Some("serve") {
-            let stdout = child.stdout.take().context("stdout")?;
-            let mut lines = BufReader::new(stdout).lines();
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await
-                .context("no ready line in 60 s")??
-                .context("the server exited")?;
-            base = Some(
-                line.strip_prefix("switchyard listening on ")
-                    .with_context(|| format!("unexpected line: {line}"))?
-                    .to_owned(),
-            );
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        }
-        Ok(Server { child, base })
-    }
-
-    /// Peak resident set size (VmHWM), in MiB.
-    fn peak_rss_mib(&self) -> Option<f64> {
-        let pid = self.child.id()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
-    }
-}
-
-fn bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    bar
-}
-
-fn event(id: &str) -> Value {
-    json!({
-        "entityType": "Order", "trigger": "order_paid", "entityId": format!("ord_{id}"), "eventId": id,
-        "data": {"status": "paid", "total": 120.5, "currency": "EUR",
-                 "customer": {"email": "ana@example.com", "country": "DE"}},
-        "previous": {"status": "pending"}
-    })
-}
-
 /// The machine's ceiling: the same client posting the same body straight to the receiver.
 async fn ceiling(
     http: &reqwest::Client,
@@ -195,23 +89,6 @@ async fn ceiling(
         bail!("ceiling run: {done} of {n} succeeded");
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())
-}
-
-async fn post_event(http: &reqwest::Client, base: &str, key: &str, id: &str) -> anyhow::Result<()> {
-    let response = http
-        .post(format!("{base}/api/events"))
-        .bearer_auth(key)
-        .json(&event(id))
-        .send()
-        .await?;
-    if response.status() != StatusCode::ACCEPTED {
-        bail!(
-            "POST /api/events answered {}: {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        );
-    }
-    Ok(())
 }
 
 async fn wait_delivered(seen: &Arc<Mutex<Seen>>, n: usize, what: &str) -> anyhow::Result<Instant> {
@@ -284,40 +161,11 @@ async fn main() -> anyhow::Result<()> {
             ]);
         }
         Mode::Postgres => {
-            let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-            let mut conn =
-                <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&mut conn)
-                .await?;
-            let sep = if args.postgres_url.contains('?') {
-                '&'
-            } else {
-                '?'
-            };
-            common.extend([
-                "--database-url".into(),
-                format!(
-                    "{}{sep}options=-c%20search_path%3D{schema}",
-                    args.postgres_url
-                ),
-                "--redis-url".into(),
-                args.redis_url.clone(),
-                "--redis-prefix".into(),
-                prefix.clone(),
-                "--master-key".into(),
-                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
-            ]);
+            let (_schema, url) = setup::postgres_schema(&args.postgres_url, "bench").await?;
+            common.extend(setup::postgres_flags(&url, &args.redis_url, &prefix));
         }
     }
-    let output = Command::new(&args.binary)
-        .args(["tenant", "create", "--name", "bench"])
-        .args(&common)
-        .stderr(Stdio::inherit())
-        .output()
-        .await?;
-    let tenant: Value = serde_json::from_slice(&output.stdout).context("tenant create output")?;
-    let key = tenant["apiKey"].as_str().context("apiKey")?.to_owned();
+    let key = setup::create_tenant(&args.binary, &common, "bench").await?;
 
     let concurrency = args.worker_concurrency.to_string();
     let mut servers = Vec::new();
@@ -341,18 +189,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let base = servers[0].base.clone().context("API address")?;
-    let workflow = json!({"name": "bench", "entityType": "Order", "triggerId": "order_paid",
-        "conditions": {"status": "paid"}, "condition": "entity.total > 100 && entity.customer.country == \"DE\"",
-        "action": {"type": "webhook", "url": hook}});
-    let configured = http
-        .post(format!("{base}/api/workflows/configure"))
-        .bearer_auth(&key)
-        .json(&workflow)
-        .send()
-        .await?;
-    if !configured.status().is_success() {
-        bail!("configure: {}", configured.text().await.unwrap_or_default());
-    }
+    setup::configure_webhook_workflow(&http, &base, &key, "bench", &hook).await?;
 
     // Warm-up.
     for i in 0..200 {

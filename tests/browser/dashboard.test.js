@@ -54,7 +54,8 @@ async function workflowNamed(name) {
 }
 
 before(async () => {
-  [server, receiver] = await Promise.all([startServer(), startReceiver()]);
+  receiver = await startReceiver();
+  server = await startServer();
   api = apiClient(server.base, server.key);
   browser = await launchBrowser();
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -107,7 +108,7 @@ test('creates a workflow with a webhook to the receiver', async () => {
   await page.getByLabel('Name').fill(WORKFLOW);
   await page.getByLabel('Trigger').selectOption('order_paid');
   await page.getByLabel('Conditions (equalities)').fill('{"status": "paid"}');
-  await page.getByLabel('Action type').selectOption('webhook');
+  await page.getByLabel('Action type', { exact: true }).selectOption('webhook');
   await page.getByLabel('URL').fill(receiver.url);
   await shot('workflow-form');
   await page.getByRole('button', { name: 'Create workflow' }).click();

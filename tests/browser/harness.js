@@ -16,12 +16,16 @@ export const SCREENSHOTS = path.join(ROOT, 'target', 'screenshots');
 const BINARY = process.env.SWITCHYARD_BIN ?? path.join(ROOT, 'target', 'debug', 'switchyard');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-/** Resolves with the next line matching `pattern`, or rejects after `ms`. */
-function nextLine(lines, pattern, ms, what) {
+/** Resolves with the first line of `seen` (all read so far, and those to come) matching `pattern`. */
+function lineMatching(lines, seen, pattern, ms, what) {
+  for (const line of seen) {
+    const match = pattern.exec(line);
+    if (match) return Promise.resolve(match);
+  }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       lines.off('line', onLine);
-      reject(new Error(`no ${what} from switchyard within ${ms} ms`));
+      reject(new Error(`no ${what} from switchyard within ${ms} ms; its stdout so far:\n${seen.join('\n')}`));
     }, ms);
     const onLine = (line) => {
       const match = pattern.exec(line);
@@ -66,8 +70,8 @@ export async function startServer() {
     throw new Error(`switchyard exited (${code ?? signal}) before it was ready:\n${Buffer.concat(stderr)}`);
   });
   try {
-    const ready = await Promise.race([nextLine(lines, /^switchyard listening on (http:\/\/\S+)$/, 30_000, 'ready line'), died]);
-    const key = await Promise.race([nextLine(lines, /^api key: (sk_\S+)$/, 10_000, 'bootstrap API key'), died]);
+    const ready = await Promise.race([lineMatching(lines, stdout, /^switchyard listening on (http:\/\/\S+)$/, 30_000, 'ready line'), died]);
+    const key = await Promise.race([lineMatching(lines, stdout, /^api key: (sk_\S+)$/, 10_000, 'bootstrap API key'), died]);
     if (!stdout[0]?.startsWith('switchyard listening on ')) throw new Error(`first line was ${stdout[0]}`);
     died.catch(() => {});
     return {

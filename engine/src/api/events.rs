@@ -167,10 +167,15 @@ async fn get_event(
 #[serde(rename_all = "camelCase")]
 pub struct EventsQuery {
     /// Only events of this entity type (with `trigger`).
+    #[param(value_type = Option<EntityType>)]
     entity_type: Option<String>,
     /// Only events of this trigger code (with `entityType`).
     trigger: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `cursor` of the previous page.
+    #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     cursor: Option<String>,
 }
 

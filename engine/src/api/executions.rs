@@ -39,10 +39,16 @@ pub struct ExecutionView {
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionsQuery {
     /// Only executions of this workflow.
+    #[param(value_type = Option<uuid::Uuid>)]
     workflow_id: Option<String>,
     /// queued, running, waiting, succeeded, paused or cancelled.
+    #[param(inline, value_type = Option<ExecutionStatus>)]
     status: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `cursor` of the previous page.
+    #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     cursor: Option<String>,
 }
 
@@ -65,10 +71,9 @@ async fn list_executions(
     let workflow_id = query
         .workflow_id
         .as_deref()
-        .filter(|w| !w.is_empty())
         .map(|w| parse_id("workflowId", w))
         .transpose()?;
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+    let status = match query.status.as_deref() {
         Some(s) => Some(
             serde_json::from_value::<ExecutionStatus>(serde_json::Value::String(s.to_owned()))
                 .map_err(|_| ApiError::field("status", format!("unknown status `{}`: expected queued, running, waiting, succeeded, paused or cancelled", s.chars().take(32).collect::<String>())))?

@@ -135,8 +135,9 @@ pub struct Page {
 
 impl PageParams {
     pub fn page(&self) -> Result<Page, ApiError> {
+        // `limit=` (empty) is refused like any other non-number; an empty cursor is the first page.
         let limit = match self.limit.as_deref() {
-            None | Some("") => 50,
+            None => 50,
             Some(text) => match text.parse::<u32>() {
                 Ok(n @ 1..=200) => n,
                 _ => {
@@ -205,17 +206,58 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         };
         let text = value
             .to_str()
-            .map_err(|_| ApiError::validation("If-Match must be an ETag such as \"3\""))?
-            .trim();
-        if text == "*" {
-            return Ok(IfMatch(None));
-        }
-        let bare = text.trim_start_matches("W/").trim_matches('"');
-        bare.parse::<i64>().map(|v| IfMatch(Some(v))).map_err(|_| {
+            .map_err(|_| ApiError::validation("If-Match must be an ETag such as \"3\""))?;
+        parse_if_match(text).map(IfMatch).ok_or_else(|| {
             ApiError::validation(format!(
                 "If-Match must be an ETag such as \"3\", got `{}`",
                 text.chars().take(32).collect::<String>()
             ))
         })
+    }
+}
+
+/// `*` (any version: `None`), `"3"`, `W/"3"` or a bare `3` — the pattern the OpenAPI document
+/// declares. Versions are at most 18 digits, so they always fit an `i64`.
+fn parse_if_match(text: &str) -> Option<Option<i64>> {
+    let text = text.trim_matches([' ', '\t']);
+    if text == "*" {
+        return Some(None);
+    }
+    let digits = match text.strip_prefix("W/").unwrap_or(text).strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"')?,
+        None if text.starts_with("W/") => return None,
+        None => text,
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_accepts_etags_star_and_bare_versions_only() {
+        assert_eq!(parse_if_match("\"3\""), Some(Some(3)));
+        assert_eq!(parse_if_match("W/\"12\""), Some(Some(12)));
+        assert_eq!(parse_if_match(" 7\t"), Some(Some(7)));
+        assert_eq!(parse_if_match("*"), Some(None));
+        for bad in [
+            "",
+            "null",
+            "\"\"",
+            "\"3",
+            "3\"",
+            "W/3",
+            "-1",
+            "+1",
+            "\"1\"\"",
+            "1234567890123456789",
+            "yesterday",
+        ] {
+            assert_eq!(parse_if_match(bad), None, "{bad:?}");
+        }
     }
 }

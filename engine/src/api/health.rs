@@ -53,6 +53,15 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Executions by status are read at scrape time: a gauge per status.
+    match state.store.execution_counts().await {
+        Ok(counts) => {
+            for (status, count) in counts {
+                metrics::gauge!("switchyard_executions", "status" => status).set(count as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count executions for /metrics"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -337,7 +337,8 @@ fn view(state: &AppState, headers: &HeaderMap, record: IntegrationRecord) -> Int
 
 /// The tenant's configured integrations, oldest first.
 #[utoipa::path(get, path = "/api/integrations", tag = "integrations",
-    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the `cursor` of the previous page")),
     responses(
         (status = 200, body = ListEnvelope<IntegrationView>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),

@@ -56,6 +56,7 @@ impl From<TickRecord> for TickView {
 #[into_params(parameter_in = Query)]
 pub struct TicksQuery {
     /// 1 to 200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
 }
 

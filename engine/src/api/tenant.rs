@@ -30,7 +30,8 @@ pub struct TenantSettings {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantSettingsIn {
-    /// An email address, or null to clear it.
+    /// An email address (surrounding blanks are trimmed), or null to clear it.
+    #[schema(format = Email)]
     pub notification_email: Option<String>,
 }
 
@@ -65,10 +66,8 @@ async fn update(
     tenant: Tenant,
     Json(body): Json<TenantSettingsIn>,
 ) -> ApiResult<impl IntoResponse> {
-    let email = body
-        .notification_email
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty());
+    // Blank is not an address (null clears it), as the document's `format: email` says.
+    let email = body.notification_email.map(|e| e.trim().to_owned());
     if let Some(email) = &email {
         let valid = email.len() <= 254
             && email.split_once('@').is_some_and(|(local, domain)| {

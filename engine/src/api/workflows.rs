@@ -59,7 +59,7 @@ fn record(state: &AppState, stored: &StoredWorkflow, revealed: &[Revealed]) -> W
 
 /// Triggers available for an entity type.
 #[utoipa::path(get, path = "/api/workflows/triggers/{entityType}", tag = "workflows",
-    params(("entityType" = String, Path, description = "Order, Shipment, Customer or Product (any case)")),
+    params(("entityType" = EntityType, Path, description = "Order, Shipment, Customer or Product (any case)")),
     responses(
         (status = 200, body = ListEnvelope<TriggerInfo>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
@@ -79,16 +79,19 @@ async fn triggers(
 #[into_params(parameter_in = Query)]
 pub struct ConfiguredQuery {
     /// `true` lists managed workflows as well as the rest.
+    #[param(value_type = Option<bool>)]
     managed: Option<String>,
     /// 1–200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// From the previous page.
+    #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     cursor: Option<String>,
 }
 
 /// Workflows configured for an entity type.
 #[utoipa::path(get, path = "/api/workflows/{entityType}/configured", tag = "workflows",
-    params(("entityType" = String, Path), ConfiguredQuery),
+    params(("entityType" = EntityType, Path, description = "Order, Shipment, Customer or Product (any case)"), ConfiguredQuery),
     responses(
         (status = 200, body = ListEnvelope<WorkflowRecord>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
@@ -101,7 +104,7 @@ async fn list_configured(
 ) -> ApiResult<impl IntoResponse> {
     let entity_type = entity(&entity_type)?;
     let include_managed = match query.managed.as_deref() {
-        None | Some("") | Some("false") | Some("0") => false,
+        None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
         Some(other) => {
             return Err(ApiError::field(
@@ -157,7 +160,8 @@ async fn get_one(
 /// Create (no `guid`) or update (`guid`) a workflow. Updates honour `If-Match`.
 #[utoipa::path(post, path = "/api/workflows/configure", tag = "workflows",
     request_body = WorkflowConfig,
-    params(("If-Match" = Option<String>, Header, description = "the ETag of the version this update is based on")),
+    params(("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})[ \t]*$"#,
+        description = "the ETag of the version this update is based on (`\"3\"`), or `*`")),
     responses(
         (status = 201, body = DataEnvelope<WorkflowRecord>, description = "created", headers(("ETag" = String), ("Location" = String))),
         (status = 200, body = DataEnvelope<WorkflowRecord>, description = "updated", headers(("ETag" = String))),
@@ -307,6 +311,7 @@ async fn remove(
 #[serde(rename_all = "camelCase")]
 pub struct ResumeQuery {
     /// A paused execution's id, or a workflow guid (every paused execution of it).
+    #[param(required = true, value_type = uuid::Uuid)]
     workflow_id: Option<String>,
 }
 
@@ -361,7 +366,8 @@ async fn resume(
 #[utoipa::path(post, path = "/api/workflows/resume-workflow", tag = "workflows", params(ResumeQuery),
     responses(
         (status = 200, body = DataEnvelope<Resumed>),
-        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 #[allow(dead_code)]
 async fn resume_post() {}

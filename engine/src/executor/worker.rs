@@ -111,6 +111,13 @@ async fn feed(
             permit = tx.reserve() => match permit { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
         };
+        // Under load, fetching for every single freed slot costs a queue round trip per job:
+        // give other slots a moment to free up so fetches come in batches. An idle worker has
+        // every slot free and fetches at once.
+        let batch = (tx.max_capacity() / 8).max(1);
+        if tx.capacity() + 1 < batch {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let room = tx.capacity() + 1;
         let fetched = tokio::select! {
             fetched = executor.dispatch.fetch(&executor.worker_id, room, Duration::from_secs(1)) => fetched,
@@ -169,28 +176,32 @@ pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreEr
         );
         metrics::counter!("switchyard_steps_recovered_total").increment(expired.len() as u64);
     }
-    let stale_ms =
-        i64::try_from(executor.settings.redispatch_after.as_millis()).unwrap_or(i64::MAX);
     let mut jobs: Vec<(Job, i64)> = expired
         .into_iter()
         .map(|step_id| (Job::RunStep { step_id }, now))
         .collect();
-    jobs.extend(
-        executor
-            .store
-            .stale_queued_steps(stale_ms, 1000)
-            .await?
-            .into_iter()
-            .map(|(step_id, at)| (Job::RunStep { step_id }, at)),
-    );
-    jobs.extend(
-        executor
-            .store
-            .pending_events(now - stale_ms, 1000)
-            .await?
-            .into_iter()
-            .map(|event_id| (Job::ProcessEvent { event_id }, now)),
-    );
+    // Work the queue may have lost (a Redis restart): due steps and pending events left
+    // untouched too long are dispatched again. The SQLite dispatcher reads the tables itself.
+    if executor.dispatch.can_lose_jobs() {
+        let stale_ms =
+            i64::try_from(executor.settings.redispatch_after.as_millis()).unwrap_or(i64::MAX);
+        jobs.extend(
+            executor
+                .store
+                .stale_queued_steps(stale_ms, 1000)
+                .await?
+                .into_iter()
+                .map(|(step_id, at)| (Job::RunStep { step_id }, at)),
+        );
+        jobs.extend(
+            executor
+                .store
+                .pending_events(now - stale_ms, 1000)
+                .await?
+                .into_iter()
+                .map(|event_id| (Job::ProcessEvent { event_id }, now)),
+        );
+    }
     executor.dispatch(&jobs).await;
     if let Ok(depth) = executor.dispatch.depth().await {
         metrics::gauge!("switchyard_queue_ready").set(depth.ready as f64);

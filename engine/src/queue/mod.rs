@@ -98,6 +98,12 @@ pub trait Dispatch: Send + Sync + 'static {
 
     /// Reachable, for `/readyz`.
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Whether the queue can lose jobs the database still owes, so the sweeper must dispatch due
+    /// work again when it has waited too long. A dispatcher that reads the database itself cannot.
+    fn can_lose_jobs(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

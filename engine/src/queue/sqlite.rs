@@ -109,28 +109,20 @@ impl Dispatch for SqliteDispatch {
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let now = now_ms();
-        let ready = self
-            .store
-            .due_steps(now, 100_000)
-            .await
-            .map_err(Self::unavailable)?
-            .len() as u64
-            + self
-                .store
-                .pending_events(now, 100_000)
-                .await
-                .map_err(Self::unavailable)?
-                .len() as u64;
+        let (ready, delayed) = self.store.queue_counts().await.map_err(Self::unavailable)?;
         let in_flight = self.in_flight.lock().map(|s| s.len() as u64).unwrap_or(0);
         Ok(QueueDepth {
-            ready: ready.saturating_sub(in_flight),
-            delayed: 0,
+            ready: u64::try_from(ready).unwrap_or(0).saturating_sub(in_flight),
+            delayed: u64::try_from(delayed).unwrap_or(0),
             in_flight,
         })
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
         self.store.ping().await.map_err(Self::unavailable)
+    }
+
+    fn can_lose_jobs(&self) -> bool {
+        false
     }
 }

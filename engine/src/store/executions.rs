@@ -223,7 +223,7 @@ impl Store {
         lease_ms: i64,
     ) -> StoreResult<Option<Claim>> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.relaxed_tx().await?;
         let claimed = sqlx::query(
             "UPDATE steps SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id = $3 AND ((status = 'queued' AND next_run_at <= $4) \
@@ -375,7 +375,7 @@ impl Store {
         let execution = &step.execution;
         let tenant = execution.tenant_id.to_string();
         let mut jobs = Vec::new();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.relaxed_tx().await?;
 
         let (step_status, attempt_outcome, error, output, next_run_at) = match &finish {
             StepFinish::Succeeded {
@@ -927,6 +927,21 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
+    }
+
+    /// (due steps + pending events, steps queued for later), for queue depth on SQLite.
+    pub async fn queue_counts(&self) -> StoreResult<(i64, i64)> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM steps WHERE status = 'queued' AND next_run_at <= $1) \
+                  + (SELECT COUNT(*) FROM events WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM steps WHERE status = 'queued' AND next_run_at > $1)",
+        )
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// Counts of executions by status, for `/metrics`.

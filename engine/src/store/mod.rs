@@ -180,6 +180,21 @@ impl Store {
         })
     }
 
+    /// A write transaction whose commit need not wait for PostgreSQL's WAL flush: for worker-side
+    /// state (claims, step outcomes) whose loss in a database crash only means a step runs again
+    /// with the same `step_id` — which every action tolerates. Events accepted by the API are
+    /// always committed durably ([`Store::write_tx`]).
+    pub(crate) async fn relaxed_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.write_tx().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        Ok(tx)
+    }
+
     /// A cheap round trip, for `/readyz`.
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")

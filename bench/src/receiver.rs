@@ -1,0 +1,67 @@
+//! The local webhook receiver: answers 200 at once and records every delivery.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+
+/// Deliveries seen by the receiver.
+#[derive(Default)]
+pub struct Seen {
+    /// Event id (`x-switchyard-event-id`) → first arrival.
+    pub arrivals: HashMap<String, Instant>,
+    /// Every delivery, duplicates included.
+    pub total: usize,
+    /// `webhook-id` (the step's idempotency key) → deliveries carrying it.
+    pub webhook_ids: HashMap<String, u32>,
+}
+
+pub type SharedSeen = Arc<Mutex<Seen>>;
+
+async fn receive(State(seen): State<SharedSeen>, headers: HeaderMap) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let id = header("x-switchyard-event-id");
+    let webhook_id = header("webhook-id");
+    if let Ok(mut seen) = seen.lock() {
+        seen.total += 1;
+        seen.arrivals.entry(id).or_insert_with(Instant::now);
+        *seen.webhook_ids.entry(webhook_id).or_default() += 1;
+    }
+    StatusCode::OK
+}
+
+/// Starts the receiver on a free loopback port; its URL and what it records.
+pub async fn start_receiver() -> anyhow::Result<(String, SharedSeen)> {
+    let seen = SharedSeen::default();
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}/hook"), seen))
+}
+
+/// Distinct events delivered so far.
+pub fn delivered(seen: &SharedSeen) -> usize {
+    seen.lock().map(|s| s.arrivals.len()).unwrap_or(0)
+}
+
+/// Forgets everything recorded so far.
+pub fn reset(seen: &SharedSeen) {
+    if let Ok(mut s) = seen.lock() {
+        *s = Seen::default();
+    }
+}
