@@ -8,10 +8,18 @@ use uuid::Uuid;
 use crate::config::{KeyCommand, Settings, TenantCommand};
 use crate::secrets::{MasterKey, key_file_for_sqlite};
 use crate::server::{load_master_key, open_store};
+
+/// Opens and migrates the database and checks (on SQLite: creates) the master key, so a wrong key
+/// is refused before anything is written under it.
+async fn open_checked(settings: &Settings) -> anyhow::Result<crate::store::Store> {
+    let store = open_store(settings).await?;
+    load_master_key(settings, &store).await?;
+    Ok(store)
+}
 use crate::store::Backend;
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<serde_json::Value> {
-    open_store(settings).await?;
+    open_checked(settings).await?;
     Ok(json!({"migrated": true}))
 }
 
@@ -25,7 +33,7 @@ pub async fn tenant(
             if name.is_empty() || name.chars().count() > 200 {
                 bail!("--name must be 1 to 200 characters");
             }
-            let store = open_store(settings).await?;
+            let store = open_checked(settings).await?;
             let key = store.create_tenant(name).await?;
             Ok(json!({"tenantId": key.tenant_id, "apiKey": key.api_key, "keyId": key.key_id}))
         }
@@ -33,7 +41,7 @@ pub async fn tenant(
 }
 
 pub async fn key(settings: &Settings, command: KeyCommand) -> anyhow::Result<serde_json::Value> {
-    let store = open_store(settings).await?;
+    let store = open_checked(settings).await?;
     match command {
         KeyCommand::Create { tenant } => {
             let tenant_id =

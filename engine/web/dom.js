@@ -44,13 +44,20 @@ export function replace(el, ...children) {
 }
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const thisYear = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit',
+});
+
+const preciseTime = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3,
+});
 
 /** A <time> showing a timestamp in the browser's locale and zone; the ISO form on hover. */
 export function time(iso, { precise = false } = {}) {
   if (!iso) return h('span', { class: 'muted' }, '—');
   const date = new Date(iso);
-  let text = dateTime.format(date);
-  if (precise) text += `.${String(date.getMilliseconds()).padStart(3, '0')}`;
+  const format = precise ? preciseTime : date.getFullYear() === new Date().getFullYear() ? thisYear : dateTime;
+  const text = format.format(date);
   return h('time', { datetime: iso, title: iso }, text);
 }
 

@@ -5,7 +5,7 @@ import { ACTIVE_STATUSES, STATUSES, allWorkflows, get, post, query } from './api
 import { badge, confirmDialog, duration, field, h, heading, json, notice, replace, shortId, time, toast } from './dom.js';
 
 const REFRESH_MS = 1000;
-const IDLE_REFRESH_MS = 5000;
+const IDLE_REFRESH_MS = 3000;
 
 const canResume = (execution) => execution.status === 'paused';
 const canCancel = (execution) => !['succeeded', 'cancelled'].includes(execution.status);
@@ -141,15 +141,15 @@ export async function renderExecutions(main, route) {
         h('td', { 'data-label': 'Workflow' }, workflow ? workflow.name : shortId(x.workflowId), h('span', { class: 'muted' }, ` v${x.workflowVersion}`)),
         h('td', { 'data-label': 'Entity' }, `${x.entityType} `, h('code', {}, x.entityId)),
         h('td', { 'data-label': 'Status', class: 'status' }, statusCell(x)),
-        h('td', { 'data-label': 'Progress' }, `${Math.min(x.currentStep + (x.status === 'succeeded' ? 0 : 1), x.stepCount)} of ${x.stepCount}`),
+        h('td', { 'data-label': 'Steps' }, `${(x.steps ?? []).filter((step) => step.status === 'succeeded').length} of ${x.stepCount}`),
         h('td', { 'data-label': 'Last error', class: 'error-text' }, error ?? ''),
-        h('td', { class: 'row-actions' },
+        h('td', { class: 'ops' }, h('div', { class: 'row-actions' },
           h('a', { class: 'button small', href: `#/executions/${x.id}`, dataset: { focusKey: `view-${x.id}` }, 'aria-label': `Timeline of execution ${shortId(x.id)}` }, 'Timeline'),
-          operationButtons(x, update)));
+          operationButtons(x, update))));
     });
     replace(body,
       h('table', { class: 'data responsive' },
-        h('thead', {}, h('tr', {}, ['Started', 'Workflow', 'Entity', 'Status', 'Step', 'Last error'].map((c) => h('th', { scope: 'col' }, c)),
+        h('thead', {}, h('tr', {}, ['Started', 'Workflow', 'Entity', 'Status', 'Steps', 'Last error'].map((c) => h('th', { scope: 'col' }, c)),
           h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Operations')))),
         h('tbody', {}, rows)),
       cursor ? h('button', { type: 'button', class: 'more', onclick: loadMore }, 'Load more') : null);

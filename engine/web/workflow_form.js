@@ -62,7 +62,7 @@ function stepEditor(action, list) {
     h('option', { value: CUSTOM }, 'other (custom action)'));
   typeSelect.value = knownType ? action.type : CUSTOM;
   const customType = h('input', { type: 'text', autocomplete: 'off', placeholder: 'my_action', value: knownType ? '' : action.type });
-  const customField = field({ id: `${id}-custom`, label: 'Custom type name', control: customType });
+  const customField = field({ id: `${id}-custom`, label: 'Custom action identifier', control: customType });
   const params = { ...action };
   delete params.type;
   const paramFields = h('div', { class: 'grid' });

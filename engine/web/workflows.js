@@ -111,14 +111,14 @@ export async function renderWorkflows(main, route) {
       h('td', { 'data-label': 'Actions' }, h('ol', { class: 'plain steps' }, w.actions.map((a) => h('li', {}, actionSummary(a))))),
       h('td', { 'data-label': 'Version' }, `v${w.version}`),
       h('td', { 'data-label': 'Active' }, activeSwitch(w)),
-      h('td', { class: 'row-actions' },
+      h('td', { class: 'ops' }, h('div', { class: 'row-actions' },
         h('a', { class: 'button small', href: `#/workflow/${w.guid}/test`, 'aria-label': `Test ${w.name}` }, 'Test'),
         h('a', { class: 'button small', href: `#/executions?workflowId=${w.guid}`, 'aria-label': `Executions of ${w.name}` }, 'Runs'),
         w.isManaged ? null : h('a', { class: 'button small', href: `#/workflow/${w.guid}/edit`, 'aria-label': `Edit ${w.name}` }, 'Edit'),
         w.isManaged ? null : h('button', {
           type: 'button', class: 'small danger', 'aria-label': `Delete ${w.name}`,
           onclick: () => remove(w),
-        }, 'Delete'))));
+        }, 'Delete')))));
     replace(body,
       h('table', { class: 'data responsive' },
         h('caption', { class: 'visually-hidden' }, `${entity} workflows`),

@@ -19,9 +19,12 @@ let page;
 let api;
 const pageErrors = [];
 const WORKFLOW = 'Paid orders → ERP';
+const DOCS_PICTURE = path.join(ROOT, 'docs', 'dashboard.png');
 
 async function shot(name, { fullPage = true } = {}) {
   const file = path.join(SCREENSHOTS, `${name}.png`);
+  // The last action's toast would cover part of the page.
+  await page.evaluate(() => { document.getElementById('toast').textContent = ''; });
   await page.screenshot({ path: file, fullPage });
   return file;
 }
@@ -105,7 +108,7 @@ test('signs in with the API key; a wrong key is refused next to the field', asyn
 test('creates a workflow with a webhook to the receiver', async () => {
   await page.getByRole('link', { name: 'New workflow' }).click();
   await page.getByRole('heading', { name: 'New order workflow' }).waitFor();
-  await page.getByLabel('Name').fill(WORKFLOW);
+  await page.getByLabel('Name', { exact: true }).fill(WORKFLOW);
   await page.getByLabel('Trigger').selectOption('order_paid');
   await page.getByLabel('Conditions (equalities)').fill('{"status": "paid"}');
   await page.getByLabel('Action type', { exact: true }).selectOption('webhook');
@@ -131,7 +134,7 @@ test('creates a workflow with a webhook to the receiver', async () => {
 
 test('shows a Rhai compile error next to the condition field', async () => {
   await go('#/workflows/Order/new');
-  await page.getByLabel('Name').fill('Broken condition');
+  await page.getByLabel('Name', { exact: true }).fill('Broken condition');
   await page.getByLabel('Condition (Rhai expression)').fill('entity.total >');
   await page.getByLabel('URL').fill(receiver.url);
   await page.getByRole('button', { name: 'Create workflow' }).click();
@@ -152,15 +155,25 @@ test('an event’s execution reaches succeeded in the executions page', async ()
   // The page was open before the event came in: its refresh brings the execution in.
   const row = page.locator(`tr[data-execution="${execution.id}"]`);
   await row.locator('.badge', { hasText: 'succeeded' }).waitFor();
+  assert.match(await row.textContent(), /1 of 1/);
   assert.equal(receiver.received.length, 1);
-  await shot('executions');
 });
 
 test('a failing receiver pauses the execution with the attempt’s error; Resume finishes it', async () => {
   receiver.answer(500);
   await postOrder('ord-1002-paid', { id: 'ord_1002', status: 'paid', total: 89, customer: { email: 'ben@example.com' } });
   const execution = await executionOf('ord-1002-paid');
-  await go(`#/executions/${execution.id}`);
+  await go('#/executions');
+  const row = page.locator(`tr[data-execution="${execution.id}"]`);
+  await row.locator('.badge', { hasText: 'paused' }).waitFor();
+  assert.match(await row.locator('.error-text').textContent(), /500/);
+  await row.getByRole('button', { name: 'Resume' }).waitFor();
+  await shot('executions');
+  if (process.env.SWITCHYARD_UPDATE_SCREENSHOT === '1' || !(await stat(DOCS_PICTURE).catch(() => null))) {
+    await copyFile(await shot('dashboard', { fullPage: false }), DOCS_PICTURE);
+  }
+
+  await row.getByRole('link', { name: /^Timeline/ }).click();
   const status = page.locator('#execution-status');
   await status.locator('.badge', { hasText: 'paused' }).waitFor();
   await page.locator('.attempt-error', { hasText: '500' }).first().waitFor();
@@ -191,9 +204,6 @@ test('toggles a workflow off and on', async () => {
   await page.locator(`[role="switch"][aria-label="Active: ${WORKFLOW}"][aria-checked="true"]`).waitFor();
   assert.equal((await workflowNamed(WORKFLOW)).isActive, true);
   await shot('workflows');
-  if (process.env.SWITCHYARD_UPDATE_SCREENSHOT === '1' || !(await stat(path.join(ROOT, 'docs', 'dashboard.png')).catch(() => null))) {
-    await copyFile(await shot('dashboard', { fullPage: false }), path.join(ROOT, 'docs', 'dashboard.png'));
-  }
 });
 
 test('events show what they matched, which conditions failed, and what they started', async () => {
@@ -264,14 +274,15 @@ test('pages fit a 390px phone without sideways scrolling', async () => {
   const workflow = await workflowNamed(WORKFLOW);
   const execution = await executionOf('ord-1002-paid');
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const [name, hash] of [
-    ['phone-workflows', '#/workflows/Order'],
-    ['phone-executions', '#/executions'],
-    ['phone-execution', `#/executions/${execution.id}`],
-    ['phone-workflow-form', `#/workflow/${workflow.guid}/edit`],
+  for (const [name, hash, loaded] of [
+    ['phone-workflows', '#/workflows/Order', 'table'],
+    ['phone-executions', '#/executions', 'table'],
+    ['phone-execution', `#/executions/${execution.id}`, '.timeline'],
+    ['phone-workflow-form', `#/workflow/${workflow.guid}/edit`, 'form'],
+    ['phone-events', '#/events', 'table'],
   ]) {
     await go(hash);
-    await page.waitForLoadState('networkidle');
+    await page.locator(`main ${loaded}`).first().waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `${hash} is ${overflow}px wider than the phone`);
     await shot(name);

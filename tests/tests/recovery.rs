@@ -199,7 +199,7 @@ async fn sigterm_hands_running_steps_back(db: Db) {
     let status = first.terminate().await;
     assert!(status.success(), "exit status {status:?}");
     let started = Instant::now();
-    let second = Process::start(&["serve", "--lease", "30s"], &tdb, &[]).await;
+    let second = Process::start(&["serve"], &tdb, &["--lease", "30s"]).await;
     let execution = execution_status(&http, second.base(), &key, "term-1", "succeeded").await;
     assert!(
         started.elapsed() < Duration::from_secs(20),

@@ -1,10 +1,11 @@
 //! Extractors shared by every API module: the authenticated tenant, JSON bodies, query strings,
 //! UUID path parameters, pagination and `If-Match`, each turning bad input into the envelope.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -50,25 +51,60 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
-/// A JSON body; syntax errors, wrong types and unknown fields are `VALIDATION_ERROR` with serde's
-/// message (which names the field and position), an oversized body is `PAYLOAD_TOO_LARGE`.
+/// A JSON object body; syntax errors, wrong types and unknown fields are `VALIDATION_ERROR` with
+/// serde's message (which names the field and position), an oversized body is `PAYLOAD_TOO_LARGE`.
+///
+/// Every body of the API is an object, and is refused unless it is one: serde would otherwise read
+/// a struct from an array of its fields in order (`[null]` as `{"notificationEmail": null}`).
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::validation(
+                "expected a JSON body with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is over 1 MiB")
+            } else {
+                ApiError::validation(rejection.body_text())
+            }
+        })?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|&b| b != b'{') {
+            return Err(ApiError::validation("the request body must be a JSON object"));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
 }
 
+/// `application/json` or `application/<anything>+json`, parameters (`; charset=utf-8`) aside.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype
+                .get(subtype.len().saturating_sub(5)..)
+                .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json")))
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    if rejection.status().as_u16() == 413 {
-        return ApiError::new(ErrorCode::PayloadTooLarge, "the request body is over 1 MiB");
-    }
     match rejection {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::validation("expected a JSON body with `Content-Type: application/json`")
@@ -237,6 +273,51 @@ fn parse_if_match(text: &str) -> Option<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_content_types() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(value));
+            json_content_type(&headers)
+        };
+        for good in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(with(good), "{good}");
+        }
+        for bad in ["text/json", "application/jsonx", "application/x-www-form-urlencoded", "json", ""] {
+            assert!(!with(bad), "{bad}");
+        }
+        assert!(!json_content_type(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn json_bodies_must_be_objects() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Settings {
+            email: Option<String>,
+        }
+        let request = |body: &'static str| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .expect("request")
+        };
+        // serde reads a struct from an array of its fields: found by schemathesis (`[null]`).
+        for bad in ["[null]", " [\"a@b.c\"]", "null", "1", "\"x\""] {
+            let refused = Json::<Settings>::from_request(request(bad), &()).await;
+            let error = refused.err().expect(bad);
+            assert_eq!(error.code, ErrorCode::ValidationError, "{bad}");
+        }
+        let ok = Json::<Settings>::from_request(request(" {\"email\": null}"), &()).await;
+        assert!(ok.is_ok());
+    }
 
     #[test]
     fn if_match_accepts_etags_star_and_bare_versions_only() {

@@ -77,6 +77,8 @@ pub struct Executor {
     pub worker_id: String,
     /// Workflow versions never change, so compiled ones are kept.
     versions: Mutex<HashMap<(Uuid, i64), Arc<PreparedWorkflow>>>,
+    /// Jobs handed to this process's worker and not finished: what a graceful stop waits for.
+    pub(crate) jobs_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// What went wrong running a job; the job is left for the sweeper to retry.
@@ -112,6 +114,7 @@ impl Executor {
             settings,
             worker_id,
             versions: Mutex::new(HashMap::new()),
+            jobs_in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

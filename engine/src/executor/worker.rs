@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -92,6 +93,7 @@ async fn handle(delivery: Delivery, executor: Data<Arc<Executor>>) -> Result<(),
     if let Err(e) = executor.dispatch.ack(&delivery).await {
         tracing::warn!(error = %e, "ack failed");
     }
+    executor.jobs_in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(())
 }
 
@@ -127,6 +129,9 @@ async fn feed(
             Ok(deliveries) => {
                 backoff = Duration::from_millis(100);
                 let mut deliveries = deliveries.into_iter();
+                executor
+                    .jobs_in_flight
+                    .fetch_add(deliveries.len(), Ordering::SeqCst);
                 if let Some(first) = deliveries.next() {
                     permit.send(Task::new(first));
                 } else {
@@ -134,6 +139,7 @@ async fn feed(
                 }
                 for delivery in deliveries {
                     if tx.send(Task::new(delivery)).await.is_err() {
+                        executor.jobs_in_flight.fetch_sub(1, Ordering::SeqCst);
                         return;
                     }
                 }
@@ -246,11 +252,22 @@ pub async fn run(
     let _ = sweeper.await;
     // The feeder dropped its sender: the worker drains what it holds and ends.
     if !ended_early {
-        match tokio::time::timeout(grace, &mut worker_run).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "worker ended with an error"),
-            Err(_) => {
-                tracing::warn!("jobs still running after the grace period; handing them back")
+        // The feeder has stopped: let the jobs already handed to the worker finish, for up to
+        // `grace`, while the worker keeps running them.
+        let drained = async {
+            while executor.jobs_in_flight.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            () = drained => {}
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!("jobs still running after the grace period; handing them back");
+            }
+            result = &mut worker_run => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "worker ended with an error");
+                }
             }
         }
     }
