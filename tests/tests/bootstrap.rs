@@ -28,7 +28,7 @@ async fn start(db: &TestDb, extra: &[&str], env: &[(&str, &str)]) -> Served {
     command
         .arg("serve")
         .args(flags(db))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--shutdown-grace", "2s"])
         .args(extra)
         .env("SWITCHYARD_LOG", "warn")
         .env_remove("SWITCHYARD_NO_BOOTSTRAP")
@@ -99,10 +99,10 @@ impl Served {
                 rest.push(line);
             }
         };
-        tokio::time::timeout(Duration::from_secs(30), read)
+        tokio::time::timeout(Duration::from_secs(60), read)
             .await
-            .expect("stdout closed within 30s after SIGTERM");
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .expect("stdout closed within 60s after SIGTERM");
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("exit after SIGTERM")
             .expect("exit status");

@@ -641,7 +641,8 @@ async fn chaos(
         redis: None,
         postgres: None,
     };
-    let mut killed_pids: HashSet<u32> = HashSet::new();
+    // Each killed worker (`-pid-` of its worker id) and when it was killed.
+    let mut killed: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
     let mut next_victim = 0;
     let mut problems: Vec<String> = Vec::new();
     for (at_ms, act) in plan {
@@ -658,7 +659,7 @@ async fn chaos(
                 let at = started.elapsed();
                 let _ = workers[n].child.start_kill();
                 let _ = workers[n].child.wait().await;
-                killed_pids.insert(pid);
+                killed.insert(format!("-{pid}-"), chrono::Utc::now());
                 workers[n] =
                     Server::start_logged(&args.binary, &with(&["worker"]), &worker_log(n)).await?;
                 println!(
@@ -711,12 +712,27 @@ async fn chaos(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     progress.finish_and_clear();
-    let mut check = verify(http, &base, &key, seen, &accepted, &killed_pids).await?;
+    // Quiescent when the last event was delivered, if the API then confirms every execution
+    // succeeded (listing them all takes a while: that time is not counted); else when a later
+    // check confirmed it.
+    let mut quiescent_at = seen
+        .lock()
+        .ok()
+        .and_then(|s| s.arrivals.values().max().copied())
+        .unwrap_or_else(Instant::now);
+    let verifying = Instant::now();
+    println!("chaos: deliveries complete; checking every execution through the API…");
+    let mut check = verify(http, &base, &key, seen, &accepted, &killed).await?;
+    println!(
+        "chaos: listed {} executions in {:.1} s",
+        check.executions,
+        verifying.elapsed().as_secs_f64()
+    );
     while !check.settled() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        check = verify(http, &base, &key, seen, &accepted, &killed_pids).await?;
+        quiescent_at = Instant::now();
+        check = verify(http, &base, &key, seen, &accepted, &killed).await?;
     }
-    let quiescent_at = Instant::now();
     for (n, worker) in workers.iter_mut().enumerate() {
         if let Ok(Some(status)) = worker.child.try_wait() {
             problems.push(format!("worker {n} exited by itself ({status})"));
@@ -950,7 +966,7 @@ async fn verify(
     key: &str,
     seen: &SharedSeen,
     accepted: &HashMap<String, String>,
-    killed_pids: &HashSet<u32>,
+    killed: &HashMap<String, chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<Check> {
     let executions = all_executions(http, base, key).await?;
     let (log, deliveries) = seen
@@ -963,7 +979,6 @@ async fn verify(
         webhook_ids: log.len(),
         ..Check::default()
     };
-    let killed_marks: Vec<String> = killed_pids.iter().map(|p| format!("-{p}-")).collect();
     let mut with_execution = HashSet::new();
     let mut known_ids = HashSet::new();
     for execution in &executions {
@@ -990,12 +1005,20 @@ async fn verify(
                 check.undelivered += 1;
             }
             let attempts: Vec<&Value> = step["attempts"].as_array().into_iter().flatten().collect();
+            // An attempt in flight at a kill: left open by a killed worker and closed as
+            // abandoned (when the step was taken over) after that kill. One abandoned by a live
+            // worker (its outcome could not be recorded) is not.
             let abandoned_at_kill = attempts
                 .iter()
                 .filter(|a| a["outcome"].as_str() == Some("abandoned"))
                 .filter(|a| {
                     let worker = a["worker"].as_str().unwrap_or_default();
-                    killed_marks.iter().any(|m| worker.contains(m.as_str()))
+                    let ended = a["endedAt"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                    killed.iter().any(|(mark, at)| {
+                        worker.contains(mark.as_str()) && ended.is_some_and(|e| e >= *at)
+                    })
                 })
                 .count();
             check.abandoned_by_killed += abandoned_at_kill;

@@ -31,8 +31,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+/// One set of migrations serves both databases: they are written in the SQL both understand.
+static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// Which database is behind the pool; the few places SQL differs ask this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,17 @@ impl StoreError {
             }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_owned())
+            }
+            // The server going away mid-query answers with an error of its own rather than a
+            // broken socket: PostgreSQL's connection exceptions (class 08) and admin/crash
+            // shutdown or "cannot connect now" (57P01–57P03, what a `pg_ctl restart` sends to
+            // every open connection). The database is unavailable, not broken: 503, not 500.
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|code| {
+                    code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+                }) =>
+            {
+                StoreError::Unavailable(e.to_string())
             }
             other => StoreError::Database(other),
         }
@@ -170,11 +181,7 @@ impl Store {
 
     /// Applies pending migrations (idempotent; serve, worker and `migrate` all call it).
     pub async fn migrate(&self) -> StoreResult<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.writer).await.map_err(|e| match e {
+        MIGRATIONS.run(&self.writer).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(e),
             other => StoreError::Corrupt(format!("migration failed: {other}")),
         })
