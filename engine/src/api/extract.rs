@@ -76,7 +76,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         })?;
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_some_and(|&b| b != b'{') {
-            return Err(ApiError::validation("the request body must be a JSON object"));
+            return Err(ApiError::validation(
+                "the request body must be a JSON object",
+            ));
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
@@ -278,7 +280,10 @@ mod tests {
     fn json_content_types() {
         let with = |value: &'static str| {
             let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(value));
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(value),
+            );
             json_content_type(&headers)
         };
         for good in [
@@ -289,7 +294,13 @@ mod tests {
         ] {
             assert!(with(good), "{good}");
         }
-        for bad in ["text/json", "application/jsonx", "application/x-www-form-urlencoded", "json", ""] {
+        for bad in [
+            "text/json",
+            "application/jsonx",
+            "application/x-www-form-urlencoded",
+            "json",
+            "",
+        ] {
             assert!(!with(bad), "{bad}");
         }
         assert!(!json_content_type(&HeaderMap::new()));

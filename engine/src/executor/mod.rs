@@ -2,6 +2,7 @@
 //! the database before the job that carried it is acknowledged; the queue is only told what to do
 //! next after that commit.
 
+pub mod ingest;
 pub mod retry;
 pub mod worker;
 
@@ -27,6 +28,9 @@ use retry::RetryDecision;
 
 /// A causal chain of workflows triggering each other stops at this depth.
 pub const MAX_CHAIN_DEPTH: i64 = 8;
+
+/// How long a worker keeps trying to record a step's outcome while the database is unavailable.
+const RECORD_OUTCOME_FOR: Duration = Duration::from_secs(30);
 
 /// Timings of leases and the sweeper; settings with documented defaults.
 #[derive(Debug, Clone)]
@@ -77,6 +81,8 @@ pub struct Executor {
     pub worker_id: String,
     /// Workflow versions never change, so compiled ones are kept.
     versions: Mutex<HashMap<(Uuid, i64), Arc<PreparedWorkflow>>>,
+    /// Group commit of incoming events.
+    ingest: ingest::IngestBatcher,
     /// Jobs handed to this process's worker and not finished: what a graceful stop waits for.
     pub(crate) jobs_in_flight: std::sync::atomic::AtomicUsize,
 }
@@ -105,7 +111,9 @@ impl Executor {
             std::process::id(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
+        let ingest = ingest::IngestBatcher::start(store.clone(), dispatch.clone());
         Self {
+            ingest,
             store,
             dispatch,
             actions,
@@ -153,17 +161,8 @@ impl Executor {
             depth: 0,
             chain: Vec::new(),
         };
-        let ingested = self.store.ingest_event(&new).await?;
+        let ingested = self.ingest.ingest(new).await?;
         metrics::counter!("switchyard_events_ingested_total", "duplicate" => ingested.duplicate.to_string()).increment(1);
-        if !ingested.duplicate {
-            self.dispatch(&[(
-                Job::ProcessEvent {
-                    event_id: ingested.id,
-                },
-                now_ms(),
-            )])
-            .await;
-        }
         Ok(ingested)
     }
 
@@ -364,10 +363,32 @@ impl Executor {
         };
         metrics::counter!("switchyard_step_attempts_total", "action" => step.action_type.clone(), "outcome" => outcome_label).increment(1);
         metrics::histogram!("switchyard_step_duration_seconds", "action" => step.action_type.clone()).record(started.elapsed().as_secs_f64());
-        let jobs = self
-            .store
-            .finish_step(&step, &self.worker_id, finish, &cause, endpoint)
-            .await?;
+        // The action has run (a webhook may have been delivered): a database outage now must not
+        // drop its outcome, or the step runs again once its lease expires — a duplicate
+        // delivery. So recording it is retried while the database is unavailable (a PostgreSQL
+        // restart, found by the chaos run: docs/chaos.md), for a bounded time.
+        let give_up = Instant::now() + RECORD_OUTCOME_FOR;
+        let mut backoff = Duration::from_millis(100);
+        let jobs = loop {
+            match self
+                .store
+                .finish_step(
+                    &step,
+                    &self.worker_id,
+                    finish.clone(),
+                    &cause,
+                    endpoint.clone(),
+                )
+                .await
+            {
+                Err(StoreError::Unavailable(reason)) if Instant::now() < give_up => {
+                    tracing::warn!(step = %step.step_id, %reason, "recording a step's outcome failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                result => break result?,
+            }
+        };
         self.dispatch(&jobs).await;
         Ok(())
     }

@@ -201,6 +201,17 @@ impl Store {
         Ok(ingested)
     }
 
+    /// Stores several events in one transaction (group commit of concurrent API requests).
+    pub async fn ingest_events(&self, events: &[NewEvent]) -> StoreResult<Vec<Ingested>> {
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.push(insert_event(&mut tx, event).await?);
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(out)
+    }
+
     pub async fn event(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<EventRecord>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 AND tenant_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))

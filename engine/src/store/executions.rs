@@ -403,8 +403,14 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, next_run_at = $2, \
              failures = failures + $3, output = COALESCE($4, output), last_error = $5 \
-             WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
+             WHERE id = $6 AND ((lease_owner = $7 AND status = 'running') \
+               OR (status = 'queued' AND lease_owner IS NULL AND attempts = $8))",
         )
+        // The second case: our lease ran out while the database was unreachable (the outcome
+        // could not be recorded until it came back) and a sweeper re-queued the step, but nobody
+        // has claimed it again (a claim bumps `attempts`). The attempt that ran is still the
+        // last one, so its outcome is recorded rather than running the step — and delivering its
+        // webhook — a second time. Found by the chaos run (docs/chaos.md).
         .bind(step_status)
         .bind(next_run_at)
         .bind(failures_delta)
@@ -412,6 +418,7 @@ impl Store {
         .bind(error.clone())
         .bind(step.step_id.to_string())
         .bind(worker)
+        .bind(step.attempt)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
