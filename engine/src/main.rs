@@ -71,6 +71,8 @@ async fn serve(
     bootstrap: bool,
 ) -> anyhow::Result<()> {
     let listen = settings.listen;
+    // Before anything can announce readiness: SIGTERM/SIGINT from here on stop gracefully.
+    let shutdown = server::shutdown_signal();
     let app = App::build(settings).await?;
     let listener = if roles.api {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -93,7 +95,7 @@ async fn serve(
         tracing::info!("worker started");
         None
     };
-    app.serve(listener, roles, server::shutdown_signal()).await
+    app.serve(listener, roles, shutdown).await
 }
 
 /// The first run's tenant: `default`, created only on a database without any tenant. The store
