@@ -85,6 +85,25 @@ pub struct Executor {
     ingest: ingest::IngestBatcher,
     /// Jobs handed to this process's worker and not finished: what a graceful stop waits for.
     pub(crate) jobs_in_flight: std::sync::atomic::AtomicUsize,
+    /// Steps this process is running now. The queue may hand the same step to this worker twice
+    /// at once (a recovered delivery beside the sweeper's re-dispatch, found by the chaos run:
+    /// docs/chaos.md), and `claim_step` lets a worker re-claim a step it holds; without this
+    /// the second copy would run the action again beside the first.
+    running_steps: Mutex<std::collections::HashSet<Uuid>>,
+}
+
+/// Removes a step from [`Executor::running_steps`] when its run ends, however it ends.
+struct RunningStep<'a> {
+    executor: &'a Executor,
+    step_id: Uuid,
+}
+
+impl Drop for RunningStep<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.executor.running_steps.lock() {
+            running.remove(&self.step_id);
+        }
+    }
 }
 
 /// What went wrong running a job; the job is left for the sweeper to retry.
@@ -123,6 +142,7 @@ impl Executor {
             worker_id,
             versions: Mutex::new(HashMap::new()),
             jobs_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            running_steps: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -324,6 +344,19 @@ impl Executor {
     /// Runs one step: claim it, run its action under a lease that is kept alive, commit the
     /// outcome with its effects and the next step, then dispatch what follows.
     pub async fn run_step(&self, step_id: Uuid) -> Result<(), JobError> {
+        // Already running in this process: that run records the outcome (see `running_steps`).
+        if !self
+            .running_steps
+            .lock()
+            .map(|mut running| running.insert(step_id))
+            .unwrap_or(true)
+        {
+            return Ok(());
+        }
+        let _running = RunningStep {
+            executor: self,
+            step_id,
+        };
         let step = match self
             .store
             .claim_step(step_id, &self.worker_id, self.lease_ms())
@@ -471,7 +504,9 @@ impl Executor {
                 }
             }
         }
-        let endpoint = action.endpoint(&params);
+        // Endpoint health is keyed by the endpoint as configured (before rendering), so saving the
+        // workflow re-enables exactly what its failures disabled, templated URLs included.
+        let endpoint = action.endpoint(&spec.params);
         if let Some(url) = &endpoint {
             match self.store.endpoint_disabled(execution.tenant_id, url).await {
                 Ok(Some(reason)) => {
