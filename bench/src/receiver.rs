@@ -18,6 +18,8 @@ pub struct Seen {
     pub total: usize,
     /// `webhook-id` (the step's idempotency key) → deliveries carrying it.
     pub webhook_ids: HashMap<String, u32>,
+    /// When the last delivery, duplicate or not, arrived.
+    pub last: Option<Instant>,
 }
 
 pub type SharedSeen = Arc<Mutex<Seen>>;
@@ -33,8 +35,10 @@ async fn receive(State(seen): State<SharedSeen>, headers: HeaderMap) -> StatusCo
     let id = header("x-switchyard-event-id");
     let webhook_id = header("webhook-id");
     if let Ok(mut seen) = seen.lock() {
+        let now = Instant::now();
         seen.total += 1;
-        seen.arrivals.entry(id).or_insert_with(Instant::now);
+        seen.last = Some(now);
+        seen.arrivals.entry(id).or_insert(now);
         *seen.webhook_ids.entry(webhook_id).or_default() += 1;
     }
     StatusCode::OK

@@ -55,20 +55,25 @@ fuzz_target!(|data: &[u8]| {
     let started = Instant::now();
     let compiled = engine.compile(source);
     let compile_time = started.elapsed();
-    assert!(compile_time < MAX_COMPILE, "compiling took {compile_time:?}");
+    assert!(
+        compile_time < MAX_COMPILE,
+        "compiling took {compile_time:?}"
+    );
     let Ok(compiled) = compiled else {
         return;
     };
     let started = Instant::now();
     let first = engine.evaluate(&compiled, input);
     let eval_time = started.elapsed();
-    assert!(eval_time < MAX_EVAL, "evaluating took {eval_time:?}: {first:?}");
+    assert!(
+        eval_time < MAX_EVAL,
+        "evaluating took {eval_time:?}: {first:?}"
+    );
     // The prepared path the matcher uses gives the same answer (scripts cannot carry state from
     // one evaluation to the next), except where the wall-clock deadline decides.
     let second = engine.evaluate_prepared(&compiled, prepared);
-    let timed_out = |r: &Result<bool, EvalError>| {
-        matches!(r, Err(EvalError::Limit(ScriptLimit::Timeout(_))))
-    };
+    let timed_out =
+        |r: &Result<bool, EvalError>| matches!(r, Err(EvalError::Limit(ScriptLimit::Timeout(_))));
     if !timed_out(&first) && !timed_out(&second) {
         assert_eq!(first, second, "evaluate and evaluate_prepared disagree");
     }

@@ -47,6 +47,10 @@ struct Args {
     /// When the PostgreSQL server is restarted, in seconds from the first event.
     #[arg(long, default_value_t = 45)]
     postgres_restart_at: u64,
+    /// Instead of `pg_ctlcluster restart`: stop PostgreSQL, keep it down this many seconds, then
+    /// start it (a longer outage than a restart, to see the API answer 503).
+    #[arg(long, default_value_t = 0)]
+    postgres_down_for: u64,
     /// Worker processes.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -337,15 +341,17 @@ impl Tally {
     }
 }
 
-/// Posts an event until it is accepted: 503, 429 and transport errors are retried (the same
-/// `eventId`, so a retry never doubles it). The stored event's id, or `None` if never accepted.
+/// Posts an event until it is accepted, as a well-behaved client does: 503, 429 and transport
+/// errors are retried with the same `eventId` (so a retry never doubles it), after the
+/// `Retry-After` the API gave (250 ms when it gave none), with some jitter. The stored event's id,
+/// or `None` if it was never accepted.
 async fn post_until_accepted(
     http: reqwest::Client,
     base: String,
     key: String,
     id: String,
     calls: Calls,
-) -> Option<String> {
+) -> Option<(String, Instant)> {
     let give_up = Instant::now() + Duration::from_secs(120);
     let body = setup::event(&id);
     loop {
@@ -356,14 +362,25 @@ async fn post_until_accepted(
             .json(&body)
             .send()
             .await;
+        let mut wait = Duration::from_millis(250);
         match result {
             Ok(response) => {
                 let status = response.status().as_u16();
+                if let Some(seconds) = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                {
+                    wait = Duration::from_secs(seconds.min(30));
+                }
                 let text = response.text().await.unwrap_or_default();
                 record(&calls, sent, Answer::Status(status));
                 if status == 202 {
                     let accepted: Value = serde_json::from_str(&text).unwrap_or_default();
-                    return accepted["data"]["id"].as_str().map(str::to_owned);
+                    return accepted["data"]["id"]
+                        .as_str()
+                        .map(|stored| (stored.to_owned(), Instant::now()));
                 }
                 if status >= 500 && status != 503 {
                     eprintln!("chaos: POST /api/events answered {status}: {text}");
@@ -375,7 +392,8 @@ async fn post_until_accepted(
             eprintln!("chaos: event {id} not accepted within 120 s");
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]));
+        tokio::time::sleep(wait + jitter).await;
     }
 }
 
@@ -577,17 +595,19 @@ async fn chaos(
                 });
             }
             let mut accepted = HashMap::new();
+            let mut accepted_at = HashMap::new();
             let mut rejected = Vec::new();
             while let Some(joined) = tasks.join_next().await {
                 match joined {
-                    Ok((id, Some(stored))) => {
+                    Ok((id, Some((stored, at)))) => {
+                        accepted_at.insert(id.clone(), at);
                         accepted.insert(stored, id);
                     }
                     Ok((id, None)) => rejected.push(id),
                     Err(e) => rejected.push(format!("task: {e}")),
                 }
             }
-            (accepted, rejected)
+            (accepted, accepted_at, rejected)
         })
     };
     let (probe_stop, mut probe_stopped) = tokio::sync::watch::channel(false);
@@ -681,7 +701,13 @@ async fn chaos(
             }
             Act::Postgres => {
                 let begin = Instant::now();
-                pg_ctlcluster(pg_version, "restart").await?;
+                if args.postgres_down_for == 0 {
+                    pg_ctlcluster(pg_version, "restart").await?;
+                } else {
+                    pg_ctlcluster(pg_version, "stop").await?;
+                    tokio::time::sleep(Duration::from_secs(args.postgres_down_for)).await;
+                    pg_ctlcluster(pg_version, "start").await?;
+                }
                 let end = Instant::now();
                 println!(
                     "  {:>5.1} s  PostgreSQL restarted in {:.2} s",
@@ -693,8 +719,19 @@ async fn chaos(
         }
     }
 
-    let (accepted, rejected) = poster.await.context("the poster")?;
-    let posted_at = Instant::now();
+    let (accepted, accepted_at, rejected) = poster.await.context("the poster")?;
+    // When the last event was accepted.
+    let posted_at = posts
+        .lock()
+        .ok()
+        .and_then(|calls| {
+            calls
+                .iter()
+                .filter(|c| matches!(c.answer, Answer::Status(202)))
+                .map(|c| c.sent + c.took)
+                .max()
+        })
+        .unwrap_or_else(Instant::now);
     println!(
         "chaos: posting done after {:.1} s; waiting for quiescence…",
         started.elapsed().as_secs_f64()
@@ -705,7 +742,7 @@ async fn chaos(
     let _ = prober.await;
 
     // Quiescence: every accepted event delivered, then every execution succeeded per the API.
-    let deadline = posted_at + Duration::from_secs(args.quiescence_timeout);
+    let deadline = Instant::now() + Duration::from_secs(args.quiescence_timeout);
     let progress = bar(accepted.len() as u64, "deliveries");
     while delivered(seen) < accepted.len() && Instant::now() < deadline {
         progress.set_position(delivered(seen) as u64);
@@ -718,7 +755,7 @@ async fn chaos(
     let mut quiescent_at = seen
         .lock()
         .ok()
-        .and_then(|s| s.arrivals.values().max().copied())
+        .and_then(|s| s.last)
         .unwrap_or_else(Instant::now);
     let verifying = Instant::now();
     println!("chaos: deliveries complete; checking every execution through the API…");
@@ -843,8 +880,35 @@ async fn chaos(
         "                             probes: {}",
         Tally::of(&probes, started, Instant::now()).line()
     );
+    // How long events waited for their delivery: the recoveries show in the tail.
+    let mut waits: Vec<Duration> = seen
+        .lock()
+        .map(|s| {
+            accepted_at
+                .iter()
+                .filter_map(|(id, at)| {
+                    s.arrivals
+                        .get(id)
+                        .map(|got| got.saturating_duration_since(*at))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    waits.sort();
+    let quantile = |q: f64| {
+        waits
+            .get(((waits.len() as f64 * q) as usize).min(waits.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!(
-        "time to quiescence           {:.1} s after the last event was posted ({:.1} s after the last disruption)",
+        "event accepted → delivered   p50 {:.0} ms   p99 {:.0} ms   p99.9 {:.0} ms   max {:.0} ms",
+        quantile(0.5),
+        quantile(0.99),
+        quantile(0.999),
+        quantile(1.0)
+    );
+    println!(
+        "time to quiescence           {:.1} s after the last event was accepted ({:.1} s after the last disruption): the last delivery",
         quiescent_at
             .saturating_duration_since(posted_at)
             .as_secs_f64(),

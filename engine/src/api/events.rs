@@ -109,7 +109,10 @@ pub(crate) fn validate_event(event: &EventIn) -> ApiResult<()> {
 
 /// Ingest an entity event. Matching runs off the request path; the same `eventId` twice starts
 /// nothing the second time.
-#[utoipa::path(post, path = "/api/events", tag = "events", request_body = EventIn,
+#[utoipa::path(post, path = "/api/events", tag = "events",
+    request_body(content = EventIn, example = json!({
+        "entityType": "Shipment", "trigger": "shipment_delivered", "entityId": "shp_77",
+        "eventId": "carrier-evt-991", "data": {"status": "delivered", "carrier": "UPS", "weightKg": 2.5}})),
     responses(
         (status = 202, body = DataEnvelope<EventAccepted>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),

@@ -159,7 +159,10 @@ async fn get_one(
 
 /// Create (no `guid`) or update (`guid`) a workflow. Updates honour `If-Match`.
 #[utoipa::path(post, path = "/api/workflows/configure", tag = "workflows",
-    request_body = WorkflowConfig,
+    request_body(content = WorkflowConfig, example = json!({
+        "name": "Delivered → ERP", "entityType": "Shipment", "triggerId": "shipment_delivered",
+        "conditions": {"carrier": "UPS"}, "condition": "entity.weightKg > 1",
+        "action": {"type": "webhook", "url": "https://erp.example.com/hooks/switchyard"}})),
     params(("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})[ \t]*$"#,
         description = "the ETag of the version this update is based on (`\"3\"`), or `*`")),
     responses(
@@ -407,7 +410,11 @@ pub struct Backtest {
 
 /// Dry run: whether an event matches (each condition's result) and the actions as they would be
 /// rendered; or a backtest over stored events. Nothing is sent and nothing is stored.
-#[utoipa::path(post, path = "/api/workflows/test", tag = "workflows", request_body = TestRequest,
+#[utoipa::path(post, path = "/api/workflows/test", tag = "workflows",
+    request_body(content = TestRequest, example = json!({
+        "workflow": {"name": "Paid", "entityType": "Order", "triggerId": "order_paid",
+            "condition": "entity.total > 100", "action": {"type": "update_status", "status": "fulfilled"}},
+        "event": {"entityType": "Order", "trigger": "order_paid", "entityId": "ord_1", "data": {"total": 120}}})),
     responses(
         (status = 200, body = DataEnvelope<Object>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
