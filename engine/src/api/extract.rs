@@ -331,6 +331,28 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_limit_is_refused_and_an_empty_cursor_is_the_first_page() {
+        let page = |limit: Option<&str>, cursor: Option<&str>| {
+            PageParams {
+                limit: limit.map(str::to_owned),
+                cursor: cursor.map(str::to_owned),
+            }
+            .page()
+        };
+        // Found by schemathesis: `?limit=` passed as "absent" while the document says integer.
+        assert!(page(Some(""), None).is_err());
+        assert!(page(Some("0"), None).is_err());
+        assert!(page(Some("201"), None).is_err());
+        assert_eq!(
+            page(None, Some("")).map(|p| (p.limit, p.after)).ok(),
+            Some((50, None))
+        );
+        let id = Uuid::from_u128(7);
+        let next = page(Some("200"), Some(&encode_cursor(id))).expect("a valid page");
+        assert_eq!((next.limit, next.after), (200, Some(id)));
+    }
+
+    #[test]
     fn if_match_accepts_etags_star_and_bare_versions_only() {
         assert_eq!(parse_if_match("\"3\""), Some(Some(3)));
         assert_eq!(parse_if_match("W/\"12\""), Some(Some(12)));

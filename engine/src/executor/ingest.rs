@@ -52,19 +52,14 @@ async fn run(store: Store, dispatch: Arc<dyn Dispatch>, mut rx: mpsc::Receiver<R
         let results: Vec<StoreResult<Ingested>> = match store.ingest_events(&events).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             // The database is down: every event of the batch gets the same answer (503) at once.
-            Err(crate::store::StoreError::Unavailable(reason)) => {
-                // So does everything that queued up meanwhile: batches run one after another,
-                // and each would otherwise wait out its own pool timeout in turn, so requests
-                // got their 503 only after many seconds (18 s in a 14 s outage, found by the
-                // chaos run: docs/chaos.md).
-                while let Ok((_, reply)) = rx.try_recv() {
-                    let _ = reply.send(Err(crate::store::StoreError::Unavailable(reason.clone())));
-                }
-                events
-                    .iter()
-                    .map(|_| Err(crate::store::StoreError::Unavailable(reason.clone())))
-                    .collect()
-            }
+            // Only this batch: answering everything queued behind it at once too was tried (the
+            // chaos run, docs/chaos.md) and made things worse — the pool times out under
+            // congestion as well as when the database is down, and the fast 503s turned into a
+            // retry storm that kept the API failing for two minutes after the database was back.
+            Err(crate::store::StoreError::Unavailable(reason)) => events
+                .iter()
+                .map(|_| Err(crate::store::StoreError::Unavailable(reason.clone())))
+                .collect(),
             // One bad event must not fail its neighbours: on error, each is tried on its own.
             Err(_) if events.len() > 1 => {
                 let mut each = Vec::with_capacity(events.len());
