@@ -398,13 +398,14 @@ async fn postgres_a_wiped_redis_loses_nothing() {
         .map(|d| d.header("webhook-id").to_owned())
         .collect();
     assert_eq!(ids.len(), N);
-    let done = send(
-        server
-            .http
-            .get(server.url("/api/executions?status=succeeded&limit=200"))
-            .bearer_auth(&key),
+    // A delivery arrives just before its step's outcome is committed: wait for the commits.
+    switchyard_tests::eventually(
+        &server,
+        &key,
+        "/api/executions?status=succeeded&limit=200",
+        WAIT,
+        |data| data.as_array().map(Vec::len) == Some(N),
     )
     .await;
-    assert_eq!(done.body["data"].as_array().map(Vec::len), Some(N));
     server.stop().await;
 }
