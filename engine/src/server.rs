@@ -102,6 +102,7 @@ impl App {
             },
         ));
         let state = AppState {
+            keys: crate::api::key_lookup(store.clone()),
             store,
             actions,
             conditions,

@@ -338,8 +338,10 @@ async fn postgres_a_wiped_redis_loses_nothing() {
     let server = TestServer::start(Db::Postgres).await;
     let (_, key) = server.tenant("Acme").await;
     let receiver = Receiver::start().await;
+    // The delay outlasts posting all the events even on a loaded machine, so every execution is
+    // parked on it at once.
     let body = json!({"name": "later", "entityType": "Order", "triggerId": "order_paid",
-        "actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": receiver.url}]});
+        "actions": [{"type": "delay", "duration": "8s"}, {"type": "webhook", "url": receiver.url}]});
     call(
         &server.http,
         reqwest::Method::POST,
@@ -372,10 +374,22 @@ async fn postgres_a_wiped_redis_loses_nothing() {
         if waiting.body["data"].as_array().map(Vec::len) == Some(N) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "executions did not all reach `waiting`"
-        );
+        if Instant::now() >= deadline {
+            let all = send(
+                server
+                    .http
+                    .get(server.url("/api/executions?limit=200"))
+                    .bearer_auth(&key),
+            )
+            .await;
+            let mut counts = std::collections::BTreeMap::new();
+            for execution in all.body["data"].as_array().into_iter().flatten() {
+                *counts
+                    .entry(execution["status"].as_str().unwrap_or("?").to_owned())
+                    .or_insert(0) += 1;
+            }
+            panic!("executions did not all reach `waiting`: {counts:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let client = redis::Client::open(switchyard_tests::redis_url()).expect("redis url");

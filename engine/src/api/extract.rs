@@ -40,7 +40,16 @@ impl FromRequestParts<AppState> for Tenant {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(rejected)?
             .trim();
-        let record = state.store.find_api_key(key).await?.ok_or_else(rejected)?;
+        let record = state
+            .keys
+            .call(key.to_owned())
+            .await
+            .unwrap_or_else(|| {
+                Err(crate::store::StoreError::Unavailable(
+                    "the key lookup task stopped".to_owned(),
+                ))
+            })?
+            .ok_or_else(rejected)?;
         if record.revoked {
             return Err(rejected());
         }

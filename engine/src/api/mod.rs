@@ -50,6 +50,34 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub executor: Arc<crate::executor::Executor>,
     pub settings: Arc<crate::config::Settings>,
+    /// API keys of concurrent requests, looked up together.
+    pub keys: KeyLookup,
+}
+
+/// Batched API key lookups ([`crate::executor::batch`]): one query for the keys of all requests
+/// that arrive together, instead of one each.
+pub type KeyLookup = crate::executor::batch::Batcher<
+    String,
+    crate::store::StoreResult<Option<crate::store::ApiKeyRecord>>,
+>;
+
+/// Starts the key lookup task of an API.
+pub fn key_lookup(store: Store) -> KeyLookup {
+    crate::executor::batch::Batcher::start(move |keys: Vec<String>| {
+        let store = store.clone();
+        async move {
+            match store.find_api_keys(&keys).await {
+                Ok(found) => found.into_iter().map(Ok).collect(),
+                Err(error) => {
+                    crate::executor::batch::answer_each(&keys, error, |key| {
+                        let (store, key) = (store.clone(), key.clone());
+                        async move { store.find_api_key(&key).await }
+                    })
+                    .await
+                }
+            }
+        }
+    })
 }
 
 /// Every route of the API with the shared layers.

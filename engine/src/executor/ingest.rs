@@ -1,89 +1,272 @@
-//! Group commit of incoming events: concurrent `POST /api/events` requests are written in one
-//! transaction instead of one each. The batcher takes whatever is already waiting (it never waits
-//! for more), so an idle system pays no latency and a busy one pays one commit per batch.
+//! Group commit of incoming events: concurrent `POST /api/events` requests are matched and written
+//! together ([`super::batch`]): a few multi-row statements store a batch of events, update their
+//! entities and start their executions in one transaction, and the first steps go to the queue in
+//! one call after the commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use serde_json::Value;
+use uuid::Uuid;
 
+use super::JobError;
+use super::batch::Batcher;
+use super::matching::Matcher;
 use crate::queue::{Dispatch, Job};
-use crate::store::{Ingested, NewEvent, Store, StoreResult, now_ms};
-
-/// Most events written in one transaction.
-const MAX_BATCH: usize = 256;
-
-type Request = (NewEvent, oneshot::Sender<StoreResult<Ingested>>);
+use crate::store::{
+    EventRecord, EventWrite, Ingested, NewEvent, Store, StoreError, StoreResult, now_ms,
+};
 
 #[derive(Clone)]
 pub struct IngestBatcher {
-    tx: mpsc::Sender<Request>,
+    batcher: Batcher<NewEvent, StoreResult<Ingested>>,
 }
 
 impl IngestBatcher {
     /// Starts the batching task; it ends when every handle is dropped.
-    pub fn start(store: Store, dispatch: Arc<dyn Dispatch>) -> Self {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(store, dispatch, rx));
-        Self { tx }
+    pub fn start(store: Store, dispatch: Arc<dyn Dispatch>, matcher: Arc<Matcher>) -> Self {
+        let batcher = Batcher::start(move |events: Vec<NewEvent>| {
+            let (store, dispatch, matcher) = (store.clone(), dispatch.clone(), matcher.clone());
+            async move { ingest_batch(&store, dispatch.as_ref(), &matcher, &events).await }
+        });
+        Self { batcher }
     }
 
-    /// Stores the event (durably, before answering) and dispatches its matching.
+    /// Stores the event (durably, before answering) with its matching and executions.
     pub async fn ingest(&self, event: NewEvent) -> StoreResult<Ingested> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send((event, reply)).await.map_err(|_| {
-            crate::store::StoreError::Unavailable("the ingest queue is closed".to_owned())
-        })?;
-        answer.await.map_err(|_| {
-            crate::store::StoreError::Unavailable("the ingest task stopped".to_owned())
-        })?
+        self.batcher.call(event).await.unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
+                "the ingest task stopped".to_owned(),
+            ))
+        })
     }
 }
 
-async fn run(store: Store, dispatch: Arc<dyn Dispatch>, mut rx: mpsc::Receiver<Request>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+async fn ingest_batch(
+    store: &Store,
+    dispatch: &dyn Dispatch,
+    matcher: &Matcher,
+    events: &[NewEvent],
+) -> Vec<StoreResult<Ingested>> {
+    let started = std::time::Instant::now();
+    let now = now_ms();
+    let (results, jobs): (Vec<StoreResult<Ingested>>, Vec<(Job, i64)>) = match ingest_matched(
+        store, matcher, events,
+    )
+    .await
+    {
+        Ok(done) => {
+            metrics::histogram!("switchyard_event_match_seconds")
+                .record(started.elapsed().as_secs_f64() / events.len().max(1) as f64);
+            let mut jobs = Vec::new();
+            let results = done
+                .into_iter()
+                .map(|(ingested, steps)| {
+                    jobs.extend(
+                        steps
+                            .into_iter()
+                            .map(|step_id| (Job::RunStep { step_id }, now)),
+                    );
+                    Ok(ingested)
+                })
+                .collect();
+            metrics::counter!("switchyard_matches_total").increment(jobs.len() as u64);
+            (results, jobs)
         }
-        let events: Vec<NewEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let results: Vec<StoreResult<Ingested>> = match store.ingest_events(&events).await {
-            Ok(done) => done.into_iter().map(Ok).collect(),
-            // The database is down: every event of the batch gets the same answer (503) at once.
-            // Only this batch: answering everything queued behind it at once too was tried (the
-            // chaos run, docs/chaos.md) and made things worse — the pool times out under
-            // congestion as well as when the database is down, and the fast 503s turned into a
-            // retry storm that kept the API failing for two minutes after the database was back.
-            Err(crate::store::StoreError::Unavailable(reason)) => events
+        // The database is down: every event of the batch gets the same answer (503) at once.
+        // Only this batch: answering everything queued behind it at once too was tried (the
+        // chaos run, docs/chaos.md) and made things worse — the pool times out under
+        // congestion as well as when the database is down, and the fast 503s turned into a
+        // retry storm that kept the API failing for two minutes after the database was back.
+        Err(IngestError::Store(StoreError::Unavailable(reason))) => (
+            events
                 .iter()
-                .map(|_| Err(crate::store::StoreError::Unavailable(reason.clone())))
+                .map(|_| Err(StoreError::Unavailable(reason.clone())))
                 .collect(),
-            // One bad event must not fail its neighbours: on error, each is tried on its own.
-            Err(_) if events.len() > 1 => {
-                let mut each = Vec::with_capacity(events.len());
-                for event in &events {
-                    each.push(store.ingest_event(event).await);
-                }
-                each
+            Vec::new(),
+        ),
+        // Matching could not be decided here (a stored workflow that no longer loads) or the
+        // batch could not be written: the events are stored to be matched by a worker
+        // instead, which records what went wrong on the event; one bad event must not fail
+        // its neighbours.
+        Err(e) => {
+            tracing::warn!(error = %e, count = events.len(), "matching at ingest failed; events left to the workers");
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                results.push(store.ingest_event(event).await);
             }
-            Err(e) => vec![Err(e)],
-        };
-        let now = now_ms();
-        let jobs: Vec<(Job, i64)> = results
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .filter(|i| !i.duplicate)
-            .map(|i| (Job::ProcessEvent { event_id: i.id }, now))
-            .collect();
-        if !jobs.is_empty()
-            && let Err(e) = dispatch.dispatch(&jobs).await
-        {
-            tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
+            let jobs = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .filter(|i| !i.duplicate)
+                .map(|i| (Job::ProcessEvent { event_id: i.id }, now))
+                .collect();
+            (results, jobs)
         }
-        for ((_, reply), result) in batch.into_iter().zip(results) {
-            let _ = reply.send(result);
+    };
+    if !jobs.is_empty()
+        && let Err(e) = dispatch.dispatch(&jobs).await
+    {
+        tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
+    }
+    results
+}
+
+#[derive(Debug, thiserror::Error)]
+enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Match(#[from] JobError),
+}
+
+/// How each event of a batch is answered before anything is written.
+enum Slot {
+    /// Written: its answer is the next of the batch's writes.
+    Write,
+    /// The tenant already has this event id.
+    Stored(Uuid, String),
+    /// Same tenant and event id as an earlier event of this batch.
+    SameAs(usize),
+}
+
+/// Matches a batch of API events and writes them, their entities and their executions in one
+/// transaction. Returns, per event, what was stored and the first steps to dispatch.
+async fn ingest_matched(
+    store: &Store,
+    matcher: &Matcher,
+    events: &[NewEvent],
+) -> Result<Vec<(Ingested, Vec<Uuid>)>, IngestError> {
+    // Ids and keys; events the tenant already has (or that repeat an earlier one of this batch)
+    // are duplicates and start nothing.
+    let keyed: Vec<(Uuid, String)> = events
+        .iter()
+        .map(|event| {
+            let id = Uuid::now_v7();
+            let key = event
+                .event_key
+                .clone()
+                .unwrap_or_else(|| format!("evt_{}", id.simple()));
+            (id, key)
+        })
+        .collect();
+    let mut stored_keys: HashMap<Uuid, HashMap<String, Uuid>> = HashMap::new();
+    let mut by_tenant: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for (event, (_, key)) in events.iter().zip(&keyed) {
+        if event.event_key.is_some() {
+            by_tenant
+                .entry(event.tenant_id)
+                .or_default()
+                .push(key.clone());
         }
     }
+    for (tenant, keys) in by_tenant {
+        stored_keys.insert(tenant, store.event_ids_by_key(tenant, &keys).await?);
+    }
+
+    // Each entity's data as stored, then as each event of the batch leaves it, in order.
+    let mut wanted: HashMap<(Uuid, String), Vec<String>> = HashMap::new();
+    for event in events {
+        wanted
+            .entry((event.tenant_id, event.entity_type.as_str().to_owned()))
+            .or_default()
+            .push(event.entity_id.clone());
+    }
+    let mut entities: HashMap<(Uuid, String, String), Value> = HashMap::new();
+    for ((tenant, entity_type), mut ids) in wanted {
+        ids.sort();
+        ids.dedup();
+        for (id, data) in store.entities_data(tenant, &entity_type, &ids).await? {
+            entities.insert((tenant, entity_type.clone(), id), data);
+        }
+    }
+
+    let mut candidates: HashMap<(Uuid, String, String), Vec<(Uuid, i64)>> = HashMap::new();
+    let mut slots = Vec::with_capacity(events.len());
+    let mut writes: Vec<EventWrite> = Vec::new();
+    let mut first_of_key: HashMap<(Uuid, String), usize> = HashMap::new();
+    for (index, (event, (id, key))) in events.iter().zip(keyed).enumerate() {
+        if let Some(stored) = stored_keys
+            .get(&event.tenant_id)
+            .and_then(|keys| keys.get(&key))
+        {
+            slots.push(Slot::Stored(*stored, key));
+            continue;
+        }
+        if let Some(&earlier) = first_of_key.get(&(event.tenant_id, key.clone())) {
+            slots.push(Slot::SameAs(earlier));
+            continue;
+        }
+        first_of_key.insert((event.tenant_id, key.clone()), index);
+
+        let entity_key = (
+            event.tenant_id,
+            event.entity_type.as_str().to_owned(),
+            event.entity_id.clone(),
+        );
+        let previous = match &event.previous {
+            Some(p) => Some(Value::Object(p.clone())),
+            None => entities.get(&entity_key).cloned(),
+        };
+        if event.update_entity {
+            entities.insert(entity_key, Value::Object(event.data.clone()));
+        }
+        let mut record = EventRecord::from_new(event, id, key, previous);
+        let trigger_key = (
+            event.tenant_id,
+            record.entity_type.clone(),
+            record.trigger.clone(),
+        );
+        if !candidates.contains_key(&trigger_key) {
+            let found = store
+                .active_workflows(event.tenant_id, &record.entity_type, &record.trigger)
+                .await?;
+            candidates.insert(trigger_key.clone(), found);
+        }
+        let decision = matcher
+            .decide(
+                &record,
+                candidates.get(&trigger_key).cloned().unwrap_or_default(),
+            )
+            .await?;
+        record.state = "processed".to_owned();
+        record.outcome = Some(decision.outcome);
+        slots.push(Slot::Write);
+        writes.push(EventWrite {
+            record,
+            update_entity: event.update_entity,
+            executions: decision.executions,
+        });
+    }
+
+    let mut written = store.write_matched_events(&writes).await?.into_iter();
+    let mut out: Vec<(Ingested, Vec<Uuid>)> = Vec::with_capacity(events.len());
+    for slot in slots {
+        let answer = match slot {
+            Slot::Write => written
+                .next()
+                .ok_or_else(|| StoreError::Corrupt("a batch write came back short".to_owned()))?,
+            Slot::Stored(id, key) => (
+                Ingested {
+                    id,
+                    event_key: key,
+                    duplicate: true,
+                },
+                Vec::new(),
+            ),
+            Slot::SameAs(earlier) => {
+                let first = &out[earlier].0;
+                (
+                    Ingested {
+                        id: first.id,
+                        event_key: first.event_key.clone(),
+                        duplicate: true,
+                    },
+                    Vec::new(),
+                )
+            }
+        };
+        out.push(answer);
+    }
+    Ok(out)
 }

@@ -2,11 +2,12 @@
 //! the database before the job that carried it is acknowledged; the queue is only told what to do
 //! next after that commit.
 
+pub mod batch;
 pub mod ingest;
+pub mod matching;
 pub mod retry;
 pub mod worker;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,10 @@ use uuid::Uuid;
 use crate::queue::{Dispatch, Job};
 use crate::secrets::MasterKey;
 use crate::store::{
-    Cause, Claim, ClaimedStep, EndpointReport, EventRecord, NewEvent, StepFinish, Store,
-    StoreError, StoreResult, WorkflowSpec, now_ms,
+    Cause, Claim, ClaimedStep, EndpointReport, EventRecord, NewEvent, StepFinish, StepOutcome,
+    Store, StoreError, StoreResult, WorkflowSpec, now_ms,
 };
+use batch::Batcher;
 use retry::RetryDecision;
 
 /// A causal chain of workflows triggering each other stops at this depth.
@@ -79,10 +81,16 @@ pub struct Executor {
     pub settings: ExecutorSettings,
     /// Unique per process: lease owner and queue consumer name.
     pub worker_id: String,
-    /// Workflow versions never change, so compiled ones are kept.
-    versions: Mutex<HashMap<(Uuid, i64), Arc<PreparedWorkflow>>>,
+    /// Compiled workflow versions and the matching of events.
+    pub matcher: Arc<matching::Matcher>,
     /// Group commit of incoming events.
     ingest: ingest::IngestBatcher,
+    /// Group commit of step claims.
+    claims: Batcher<Uuid, StoreResult<Option<Claim>>>,
+    /// Group commit of step outcomes (and the dispatch of what follows them).
+    outcomes: Batcher<StepOutcome, StoreResult<()>>,
+    /// Acknowledgements to the queue, sent in batches.
+    pub(crate) acks: Batcher<crate::queue::Delivery, ()>,
     /// Jobs handed to this process's worker and not finished: what a graceful stop waits for.
     pub(crate) jobs_in_flight: std::sync::atomic::AtomicUsize,
     /// Steps this process is running now. The queue may hand the same step to this worker twice
@@ -130,8 +138,77 @@ impl Executor {
             std::process::id(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
-        let ingest = ingest::IngestBatcher::start(store.clone(), dispatch.clone());
+        let matcher = Arc::new(matching::Matcher::new(store.clone(), conditions.clone()));
+        let ingest = ingest::IngestBatcher::start(store.clone(), dispatch.clone(), matcher.clone());
+        let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX);
+        let claims = {
+            let (store, worker) = (store.clone(), worker_id.clone());
+            Batcher::start(move |ids: Vec<Uuid>| {
+                let (store, worker) = (store.clone(), worker.clone());
+                async move {
+                    match store.claim_steps(&ids, &worker, lease_ms).await {
+                        Ok(mut claims) => ids.iter().map(|id| Ok(claims.remove(id))).collect(),
+                        Err(error) => {
+                            batch::answer_each(&ids, error, |id| {
+                                let (store, worker, id) = (store.clone(), worker.clone(), *id);
+                                async move {
+                                    Ok(store
+                                        .claim_steps(&[id], &worker, lease_ms)
+                                        .await?
+                                        .remove(&id))
+                                }
+                            })
+                            .await
+                        }
+                    }
+                }
+            })
+        };
+        let outcomes = {
+            let (store, worker, dispatch) = (store.clone(), worker_id.clone(), dispatch.clone());
+            Batcher::start(move |outcomes: Vec<StepOutcome>| {
+                let (store, worker, dispatch) = (store.clone(), worker.clone(), dispatch.clone());
+                async move {
+                    let record = |batch: Vec<StepOutcome>| {
+                        let (store, worker, dispatch) =
+                            (store.clone(), worker.clone(), dispatch.clone());
+                        async move {
+                            let jobs = store.finish_steps(&worker, &batch).await?;
+                            if !jobs.is_empty()
+                                && let Err(e) = dispatch.dispatch(&jobs).await
+                            {
+                                tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
+                            }
+                            Ok(())
+                        }
+                    };
+                    match record(outcomes.clone()).await {
+                        Ok(()) => outcomes.iter().map(|_| Ok(())).collect(),
+                        Err(error) => {
+                            batch::answer_each(&outcomes, error, |one| record(vec![one.clone()]))
+                                .await
+                        }
+                    }
+                }
+            })
+        };
+        let acks = {
+            let dispatch = dispatch.clone();
+            Batcher::start(move |deliveries: Vec<crate::queue::Delivery>| {
+                let dispatch = dispatch.clone();
+                async move {
+                    if let Err(e) = dispatch.ack_many(&deliveries).await {
+                        tracing::warn!(error = %e, count = deliveries.len(), "ack failed");
+                    }
+                    vec![(); deliveries.len()]
+                }
+            })
+        };
         Self {
+            claims,
+            outcomes,
+            acks,
+            matcher,
             ingest,
             store,
             dispatch,
@@ -140,7 +217,6 @@ impl Executor {
             master_key,
             settings,
             worker_id,
-            versions: Mutex::new(HashMap::new()),
             jobs_in_flight: std::sync::atomic::AtomicUsize::new(0),
             running_steps: Mutex::new(std::collections::HashSet::new()),
         }
@@ -193,44 +269,7 @@ impl Executor {
         workflow_id: Uuid,
         version: i64,
     ) -> Result<Arc<PreparedWorkflow>, JobError> {
-        if let Some(found) = self
-            .versions
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(workflow_id, version)).cloned())
-        {
-            return Ok(found);
-        }
-        let spec = self
-            .store
-            .workflow_version(tenant_id, workflow_id, version)
-            .await?
-            .ok_or_else(|| {
-                JobError::Other(format!(
-                    "workflow {workflow_id} version {version} is missing"
-                ))
-            })?;
-        let condition =
-            match &spec.condition {
-                Some(source) => Some(self.conditions.compile(source).map_err(|e| {
-                    JobError::Other(format!("stored condition does not compile: {e}"))
-                })?),
-                None => None,
-            };
-        let prepared = Arc::new(PreparedWorkflow {
-            conditions: WorkflowConditions {
-                conditions: spec.conditions.clone(),
-                condition,
-            },
-            spec,
-        });
-        if let Ok(mut map) = self.versions.lock() {
-            if map.len() > 50_000 {
-                map.clear();
-            }
-            map.insert((workflow_id, version), prepared.clone());
-        }
-        Ok(prepared)
+        self.matcher.prepared(tenant_id, workflow_id, version).await
     }
 
     /// Runs one delivered job to completion (its outcome committed).
@@ -254,89 +293,22 @@ impl Executor {
             .store
             .active_workflows(event.tenant_id, &event.entity_type, &event.trigger)
             .await?;
-        // A schedule tick starts only the workflow whose schedule it is (named by its event key),
-        // not every active workflow on the same `<entity>_schedule` trigger.
-        let candidates = crate::scheduler::tick_candidates(&event, candidates);
-        let input = eval_input(&event);
-        let prepared_input = input.prepare();
-        let mut matched = Vec::new();
-        let mut not_matched = Vec::new();
-        let mut refused = Vec::new();
-        for (workflow_id, version) in candidates {
-            let workflow = self.prepared(event.tenant_id, workflow_id, version).await?;
-            let marker = chain_marker(workflow_id, &event.entity_type, &event.entity_id);
-            let report = switchyard_triggers::matching::evaluate_prepared(
-                &self.conditions,
-                &workflow.conditions,
-                &input.entity,
-                &prepared_input,
-            );
-            let summary = json!({
-                "workflowId": workflow_id, "name": workflow.spec.name, "version": version,
-                "conditions": report.conditions, "script": report.script,
-            });
-            if !report.matched {
-                not_matched.push(summary);
-                continue;
-            }
-            let reason = if event.depth >= MAX_CHAIN_DEPTH {
-                Some(format!("the causal chain reached depth {MAX_CHAIN_DEPTH}"))
-            } else if event.chain.contains(&marker) {
-                Some("this workflow already ran for this entity in this causal chain".to_owned())
-            } else {
-                None
-            };
-            match reason {
-                Some(reason) => refused.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "reason": reason})),
-                None => matched.push((workflow_id, version, workflow)),
-            }
-        }
-
+        let decision = self.matcher.decide(&event, candidates).await?;
         let mut tx = self.store.write_tx().await?;
-        let mut started_executions = Vec::new();
-        let mut jobs = Vec::new();
-        let now = now_ms();
-        for (workflow_id, version, workflow) in &matched {
-            let kinds: Vec<String> = workflow
-                .spec
-                .actions
-                .iter()
-                .map(|a| a.kind.clone())
-                .collect();
-            if let Some((execution_id, first_step)) = crate::store::create_execution(
-                &mut tx,
-                event.tenant_id,
-                *workflow_id,
-                *version,
-                event.id,
-                &event.entity_type,
-                &event.entity_id,
-                &kinds,
-            )
-            .await?
-            {
-                started_executions.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "executionId": execution_id}));
-                jobs.push((
-                    Job::RunStep {
-                        step_id: first_step,
-                    },
-                    now,
-                ));
-            }
-        }
-        let outcome = json!({
-            "matched": started_executions,
-            "notMatched": not_matched,
-            "refused": refused,
-        });
-        if !crate::store::finish_event(&mut tx, event.id, &outcome).await? {
+        let first_steps = crate::store::insert_executions(&mut tx, &decision.executions).await?;
+        if !crate::store::finish_event(&mut tx, event.id, &decision.outcome).await? {
             // Another worker processed it first; its executions stand, ours are rolled back.
             return Ok(());
         }
         tx.commit().await.map_err(StoreError::from_sqlx)?;
-        metrics::counter!("switchyard_matches_total").increment(jobs.len() as u64);
+        metrics::counter!("switchyard_matches_total").increment(first_steps.len() as u64);
         metrics::histogram!("switchyard_event_match_seconds")
             .record(started.elapsed().as_secs_f64());
+        let now = now_ms();
+        let jobs: Vec<(Job, i64)> = first_steps
+            .into_iter()
+            .map(|step_id| (Job::RunStep { step_id }, now))
+            .collect();
         self.dispatch(&jobs).await;
         Ok(())
     }
@@ -357,11 +329,11 @@ impl Executor {
             executor: self,
             step_id,
         };
-        let step = match self
-            .store
-            .claim_step(step_id, &self.worker_id, self.lease_ms())
-            .await?
-        {
+        let claim =
+            self.claims.call(step_id).await.unwrap_or_else(|| {
+                Err(StoreError::Unavailable("the claim task stopped".to_owned()))
+            })?;
+        let step = match claim {
             Some(Claim::Run(step)) => step,
             Some(Claim::Stopped) | None => return Ok(()),
         };
@@ -370,11 +342,7 @@ impl Executor {
         let workflow = self
             .prepared(tenant_id, execution.workflow_id, execution.workflow_version)
             .await?;
-        let event = self
-            .store
-            .event(tenant_id, execution.event_id)
-            .await?
-            .ok_or_else(|| JobError::Other(format!("event {} is missing", execution.event_id)))?;
+        let event = &step.event;
         let cause = Cause {
             event_id: event.id,
             depth: event.depth,
@@ -387,7 +355,7 @@ impl Executor {
         };
         let started = Instant::now();
 
-        let (finish, endpoint) = self.attempt(&step, &workflow, &event).await;
+        let (finish, endpoint) = self.attempt(&step, &workflow, event).await;
         let outcome_label = match &finish {
             StepFinish::Succeeded { .. } => "succeeded",
             StepFinish::Retry { .. } => "retry",
@@ -402,18 +370,19 @@ impl Executor {
         // restart, found by the chaos run: docs/chaos.md), for a bounded time.
         let give_up = Instant::now() + RECORD_OUTCOME_FOR;
         let mut backoff = Duration::from_millis(100);
-        let jobs = loop {
-            match self
-                .store
-                .finish_step(
-                    &step,
-                    &self.worker_id,
-                    finish.clone(),
-                    &cause,
-                    endpoint.clone(),
-                )
-                .await
-            {
+        loop {
+            let outcome = StepOutcome {
+                step: (*step).clone(),
+                finish: finish.clone(),
+                cause: cause.clone(),
+                endpoint: endpoint.clone(),
+            };
+            let recorded = self.outcomes.call(outcome).await.unwrap_or_else(|| {
+                Err(StoreError::Unavailable(
+                    "the outcome task stopped".to_owned(),
+                ))
+            });
+            match recorded {
                 Err(StoreError::Unavailable(reason)) if Instant::now() < give_up => {
                     tracing::warn!(step = %step.step_id, %reason, "recording a step's outcome failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -421,8 +390,7 @@ impl Executor {
                 }
                 result => break result?,
             }
-        };
-        self.dispatch(&jobs).await;
+        }
         Ok(())
     }
 
@@ -508,24 +476,15 @@ impl Executor {
         // workflow re-enables exactly what its failures disabled, templated URLs included.
         let endpoint = action.endpoint(&spec.params);
         if let Some(url) = &endpoint {
-            match self.store.endpoint_disabled(execution.tenant_id, url).await {
-                Ok(Some(reason)) => {
-                    return (
-                        StepFinish::Failed {
-                            error: format!(
-                                "the endpoint {url} is disabled for this tenant ({reason}); save a workflow that uses it to enable it again"
-                            ),
-                        },
-                        None,
-                    );
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return (
-                        self.retry_or_fail(step, format!("checking endpoint health: {e}"), None),
-                        None,
-                    );
-                }
+            if let Some((_, reason)) = step.disabled_endpoints.iter().find(|(u, _)| u == url) {
+                return (
+                    StepFinish::Failed {
+                        error: format!(
+                            "the endpoint {url} is disabled for this tenant ({reason}); save a workflow that uses it to enable it again"
+                        ),
+                    },
+                    None,
+                );
             }
         }
 
@@ -642,16 +601,8 @@ impl Executor {
         event: &EventRecord,
     ) -> StoreResult<StepContext> {
         let execution = &step.execution;
-        let entity = self
-            .store
-            .entity(
-                execution.tenant_id,
-                &execution.entity_type,
-                &execution.entity_id,
-            )
-            .await?
-            .unwrap_or_else(|| event.data.clone());
-        let tenant = self.store.tenant(execution.tenant_id).await?;
+        let entity = step.entity.clone().unwrap_or_else(|| event.data.clone());
+        let tenant = step.tenant.clone();
         let push_subscriptions = if self
             .actions
             .get(&step.action_type)

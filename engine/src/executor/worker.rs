@@ -90,9 +90,7 @@ async fn handle(delivery: Delivery, executor: Data<Arc<Executor>>) -> Result<(),
         }
         Err(_) => tracing::error!(job = ?delivery.job, "job panicked; it will be re-dispatched"),
     }
-    if let Err(e) = executor.dispatch.ack(&delivery).await {
-        tracing::warn!(error = %e, "ack failed");
-    }
+    executor.acks.call(delivery).await;
     executor.jobs_in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(())
 }

@@ -94,6 +94,14 @@ pub trait Dispatch: Send + Sync + 'static {
     /// The job's outcome is committed: forget it.
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
 
+    /// Forgets several jobs at once (workers acknowledge in batches).
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        for delivery in deliveries {
+            self.ack(delivery).await?;
+        }
+        Ok(())
+    }
+
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
 
     /// Reachable, for `/readyz`.

@@ -358,6 +358,20 @@ impl Dispatch for RedisDispatch {
             .map_err(|e| unavailable("ack", &e))
     }
 
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        let receipts: Vec<String> = deliveries
+            .iter()
+            .filter(|d| !d.receipt.is_empty())
+            .map(|d| d.receipt.clone())
+            .collect();
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        self.forget(&receipts)
+            .await
+            .map_err(|e| unavailable("ack", &e))
+    }
+
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         let (len, pending, delayed): (u64, StreamPendingReply, u64) = self
             .with_group(|| async {

@@ -61,7 +61,7 @@ pub struct Ingested {
     pub duplicate: bool,
 }
 
-const EVENT_COLUMNS: &str = "id, tenant_id, event_key, entity_type, entity_id, trig, data, previous, \
+pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, event_key, entity_type, entity_id, trig, data, previous, \
      occurred_at, received_at, causation_id, depth, chain, state, outcome";
 
 fn json(text: &str, what: &str) -> StoreResult<Value> {
@@ -69,28 +69,33 @@ fn json(text: &str, what: &str) -> StoreResult<Value> {
 }
 
 fn decode_event(row: &AnyRow) -> StoreResult<EventRecord> {
-    let previous: Option<String> = row.try_get(7)?;
-    let causation: Option<String> = row.try_get(10)?;
-    let chain: String = row.try_get(12)?;
-    let outcome: Option<String> = row.try_get(14)?;
+    decode_event_at(row, 0)
+}
+
+/// An event from [`EVENT_COLUMNS`] starting at column `base` of a wider row.
+pub(crate) fn decode_event_at(row: &AnyRow, base: usize) -> StoreResult<EventRecord> {
+    let previous: Option<String> = row.try_get(base + 7)?;
+    let causation: Option<String> = row.try_get(base + 10)?;
+    let chain: String = row.try_get(base + 12)?;
+    let outcome: Option<String> = row.try_get(base + 14)?;
     Ok(EventRecord {
-        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
-        event_key: row.try_get(2)?,
-        entity_type: row.try_get(3)?,
-        entity_id: row.try_get(4)?,
-        trigger: row.try_get(5)?,
-        data: json(&row.try_get::<String, _>(6)?, "event data")?,
+        id: parse_uuid(&row.try_get::<String, _>(base)?)?,
+        tenant_id: parse_uuid(&row.try_get::<String, _>(base + 1)?)?,
+        event_key: row.try_get(base + 2)?,
+        entity_type: row.try_get(base + 3)?,
+        entity_id: row.try_get(base + 4)?,
+        trigger: row.try_get(base + 5)?,
+        data: json(&row.try_get::<String, _>(base + 6)?, "event data")?,
         previous: previous
             .as_deref()
             .map(|p| json(p, "event previous"))
             .transpose()?,
-        occurred_at: from_ms(row.try_get(8)?),
-        received_at: from_ms(row.try_get(9)?),
+        occurred_at: from_ms(row.try_get(base + 8)?),
+        received_at: from_ms(row.try_get(base + 9)?),
         causation_id: causation.as_deref().map(parse_uuid).transpose()?,
-        depth: row.try_get(11)?,
+        depth: row.try_get(base + 11)?,
         chain: serde_json::from_str(&chain).unwrap_or_default(),
-        state: row.try_get(13)?,
+        state: row.try_get(base + 13)?,
         outcome: outcome
             .as_deref()
             .map(|o| json(o, "event outcome"))
@@ -164,11 +169,7 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     }
 
     if event.update_entity {
-        let status = event.data.get("status").and_then(|s| match s {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        });
+        let status = entity_status(&Value::Object(event.data.clone()));
         sqlx::query(
             "INSERT INTO entities (tenant_id, entity_type, entity_id, data, status, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -192,24 +193,258 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     })
 }
 
+/// An API event ready to be written: its id and key assigned, its previous data resolved and its
+/// matching decided, so storing it, updating the entity and starting its executions is one
+/// transaction of multi-row statements for a whole batch.
+#[derive(Debug, Clone)]
+pub struct EventWrite {
+    pub record: EventRecord,
+    pub update_entity: bool,
+    pub executions: Vec<super::NewExecution>,
+}
+
+impl EventRecord {
+    /// The record an event will have once stored with `id`, `key` and `previous`.
+    pub fn from_new(event: &NewEvent, id: Uuid, key: String, previous: Option<Value>) -> Self {
+        let now = now_ms();
+        EventRecord {
+            id,
+            tenant_id: event.tenant_id,
+            event_key: key,
+            entity_type: event.entity_type.as_str().to_owned(),
+            entity_id: event.entity_id.clone(),
+            trigger: event.trigger.clone(),
+            data: Value::Object(event.data.clone()),
+            previous,
+            occurred_at: from_ms(event.occurred_at.unwrap_or(now)),
+            received_at: from_ms(now),
+            causation_id: event.causation_id,
+            depth: event.depth,
+            chain: event.chain.clone(),
+            state: "pending".to_owned(),
+            outcome: None,
+        }
+    }
+}
+
+/// The `status` column of the entity store: the data's `status`, as text.
+fn entity_status(data: &Value) -> Option<String> {
+    data.get("status").and_then(|s| match s {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    })
+}
+
 impl Store {
+    /// Which of these client event ids the tenant already has: key → stored event id.
+    pub async fn event_ids_by_key(
+        &self,
+        tenant_id: Uuid,
+        keys: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, Uuid>> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in super::pow2_chunks(keys) {
+            // One lookup per key (a correlated subquery), not `event_key IN (…)`: PostgreSQL,
+            // before its statistics exist, answers an `IN` list by walking the tenant's events.
+            let sql = format!(
+                "WITH v (k) AS (VALUES {}) SELECT v.k, \
+                 (SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.event_key = v.k) FROM v",
+                super::values_list(chunk.len(), 1, 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+            for key in chunk {
+                query = query.bind(key.clone());
+            }
+            for row in query
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                if let Some(id) = row.try_get::<Option<String>, _>(1)? {
+                    found.insert(row.try_get(0)?, parse_uuid(&id)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The stored data of these entities of one tenant and type: entity id → data.
+    pub async fn entities_data(
+        &self,
+        tenant_id: Uuid,
+        entity_type: &str,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, Value>> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in super::pow2_chunks(ids) {
+            // One lookup per entity (a correlated subquery), not `entity_id IN (…)`, which
+            // PostgreSQL, before its statistics exist, answers by walking every entity of the
+            // tenant and type.
+            let sql = format!(
+                "WITH v (k) AS (VALUES {}) SELECT v.k, (SELECT e.data FROM entities e \
+                 WHERE e.tenant_id = $1 AND e.entity_type = $2 AND e.entity_id = v.k) FROM v",
+                super::values_list(chunk.len(), 1, 3)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(tenant_id.to_string())
+                .bind(entity_type.to_owned());
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                if let Some(data) = row.try_get::<Option<String>, _>(1)? {
+                    found.insert(row.try_get(0)?, json(&data, "entity data")?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stores matched events, updates their entities and starts their executions, in one durable
+    /// transaction. An event whose key another request stored meanwhile comes back a duplicate
+    /// (with the stored id) and starts nothing. Returns, per event, what was stored and the first
+    /// steps to dispatch.
+    pub async fn write_matched_events(
+        &self,
+        writes: &[EventWrite],
+    ) -> StoreResult<Vec<(Ingested, Vec<Uuid>)>> {
+        let mut tx = self.write_tx().await?;
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in super::pow2_chunks(writes) {
+            let sql = format!(
+                "INSERT INTO events (id, tenant_id, event_key, entity_type, entity_id, trig, data, previous, \
+                 occurred_at, received_at, causation_id, depth, chain, state, outcome) VALUES {} \
+                 ON CONFLICT (tenant_id, event_key) DO NOTHING RETURNING id",
+                super::values_list(chunk.len(), 15, 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for write in chunk {
+                let event = &write.record;
+                query = query
+                    .bind(event.id.to_string())
+                    .bind(event.tenant_id.to_string())
+                    .bind(event.event_key.clone())
+                    .bind(event.entity_type.clone())
+                    .bind(event.entity_id.clone())
+                    .bind(event.trigger.clone())
+                    .bind(event.data.to_string())
+                    .bind(event.previous.as_ref().map(Value::to_string))
+                    .bind(event.occurred_at.timestamp_millis())
+                    .bind(event.received_at.timestamp_millis())
+                    .bind(event.causation_id.map(|c| c.to_string()))
+                    .bind(event.depth)
+                    .bind(serde_json::to_string(&event.chain).unwrap_or_else(|_| "[]".to_owned()))
+                    .bind("processed")
+                    .bind(event.outcome.as_ref().map(Value::to_string));
+            }
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        let stored: Vec<&EventWrite> = writes
+            .iter()
+            .filter(|w| inserted.contains(&w.record.id.to_string()))
+            .collect();
+
+        // The entity store keeps each entity's latest data: the last event of the batch wins.
+        let mut latest: Vec<&EventRecord> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for write in stored.iter().rev().filter(|w| w.update_entity) {
+            let r = &write.record;
+            if seen.insert((r.tenant_id, r.entity_type.as_str(), r.entity_id.as_str())) {
+                latest.push(r);
+            }
+        }
+        let now = now_ms();
+        for chunk in super::pow2_chunks(&latest) {
+            let sql = format!(
+                "INSERT INTO entities (tenant_id, entity_type, entity_id, data, status, updated_at) \
+                 VALUES {} ON CONFLICT (tenant_id, entity_type, entity_id) \
+                 DO UPDATE SET data = excluded.data, status = excluded.status, updated_at = excluded.updated_at",
+                super::values_list(chunk.len(), 6, 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for event in chunk {
+                query = query
+                    .bind(event.tenant_id.to_string())
+                    .bind(event.entity_type.clone())
+                    .bind(event.entity_id.clone())
+                    .bind(event.data.to_string())
+                    .bind(entity_status(&event.data))
+                    .bind(now);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+
+        let executions: Vec<super::NewExecution> = stored
+            .iter()
+            .flat_map(|w| w.executions.iter().cloned())
+            .collect();
+        let first_steps: std::collections::HashSet<Uuid> =
+            super::insert_executions(&mut tx, &executions)
+                .await?
+                .into_iter()
+                .collect();
+
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
+            let event = &write.record;
+            if inserted.contains(&event.id.to_string()) {
+                let steps = write
+                    .executions
+                    .iter()
+                    .filter_map(|e| e.steps.first().map(|(id, _)| *id))
+                    .filter(|id| first_steps.contains(id))
+                    .collect();
+                out.push((
+                    Ingested {
+                        id: event.id,
+                        event_key: event.event_key.clone(),
+                        duplicate: false,
+                    },
+                    steps,
+                ));
+            } else {
+                let existing: String =
+                    sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND event_key = $2")
+                        .bind(event.tenant_id.to_string())
+                        .bind(event.event_key.clone())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?
+                        .try_get(0)?;
+                out.push((
+                    Ingested {
+                        id: parse_uuid(&existing)?,
+                        event_key: event.event_key.clone(),
+                        duplicate: true,
+                    },
+                    Vec::new(),
+                ));
+            }
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(out)
+    }
+
     /// Stores an event and updates the entity store, in one transaction.
     pub async fn ingest_event(&self, event: &NewEvent) -> StoreResult<Ingested> {
         let mut tx = self.write_tx().await?;
         let ingested = insert_event(&mut tx, event).await?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(ingested)
-    }
-
-    /// Stores several events in one transaction (group commit of concurrent API requests).
-    pub async fn ingest_events(&self, events: &[NewEvent]) -> StoreResult<Vec<Ingested>> {
-        let mut tx = self.write_tx().await?;
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            out.push(insert_event(&mut tx, event).await?);
-        }
-        tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(out)
     }
 
     pub async fn event(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<EventRecord>> {

@@ -8,8 +8,10 @@ use sqlx::any::AnyRow;
 use switchyard_schemas::EntityType;
 use uuid::Uuid;
 
-use super::events::{NewEvent, entity_for_update, insert_event};
-use super::tenants::parse_uuid;
+use std::collections::HashMap;
+
+use super::events::{EventRecord, NewEvent, entity_for_update, insert_event};
+use super::tenants::{TenantRecord, parse_uuid};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 use crate::queue::Job;
 
@@ -77,6 +79,49 @@ pub struct ClaimedStep {
     /// The attempt opened by the claim.
     pub attempt_id: Uuid,
     pub execution: ExecutionRecord,
+    /// The event that started the execution.
+    pub event: EventRecord,
+    /// The entity's latest data in the entity store, as of the claim.
+    pub entity: Option<Value>,
+    pub tenant: Option<TenantRecord>,
+    /// The tenant's disabled outbound endpoints: (url, reason).
+    pub disabled_endpoints: Vec<(String, String)>,
+}
+
+/// An execution as a claim reads it, with everything its steps need.
+struct LoadedExecution {
+    execution: ExecutionRecord,
+    active: bool,
+    deleted: bool,
+    event: EventRecord,
+    entity: Option<Value>,
+    tenant: Option<TenantRecord>,
+}
+
+/// A step's outcome to commit, as the executor decided it.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub step: ClaimedStep,
+    pub finish: StepFinish,
+    pub cause: Cause,
+    pub endpoint: Option<EndpointReport>,
+}
+
+/// The placeholders of the first column of a [`super::values_list`]: `$start, $start+cols, …`.
+fn key_list(rows: usize, cols: usize, start: usize) -> String {
+    (0..rows)
+        .map(|row| format!("${}", start + row * cols))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `a, b` → `t.a, t.b`.
+fn prefixed(table: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{table}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What claiming a step found.
@@ -150,195 +195,403 @@ fn parse_json(text: Option<String>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
-/// Creates an execution and its steps (the first queued at `first_run_at`) unless this event
-/// already started this workflow. Returns the execution and its first step.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn create_execution(
+/// An execution to start: a matched workflow version for an event, with its steps (the first
+/// queued now, the rest pending).
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub workflow_id: Uuid,
+    pub version: i64,
+    pub event_id: Uuid,
+    pub entity_type: String,
+    pub entity_id: String,
+    /// Step ids and action types, in order.
+    pub steps: Vec<(Uuid, String)>,
+}
+
+impl NewExecution {
+    pub fn new(
+        tenant_id: Uuid,
+        workflow_id: Uuid,
+        version: i64,
+        event_id: Uuid,
+        entity_type: &str,
+        entity_id: &str,
+        step_types: &[String],
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            tenant_id,
+            workflow_id,
+            version,
+            event_id,
+            entity_type: entity_type.to_owned(),
+            entity_id: entity_id.to_owned(),
+            steps: step_types
+                .iter()
+                .map(|kind| (Uuid::now_v7(), kind.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Creates executions and their steps with a few multi-row statements, skipping any whose event
+/// already started its workflow. Returns the first step of each execution created.
+pub(crate) async fn insert_executions(
     tx: &mut Tx,
-    tenant_id: Uuid,
-    workflow_id: Uuid,
-    version: i64,
-    event_id: Uuid,
-    entity_type: &str,
-    entity_id: &str,
-    step_types: &[String],
-) -> StoreResult<Option<(Uuid, Uuid)>> {
-    let id = Uuid::now_v7();
+    executions: &[NewExecution],
+) -> StoreResult<Vec<Uuid>> {
     let now = now_ms();
-    let tenant = tenant_id.to_string();
-    let inserted = sqlx::query(
-        "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
-         entity_id, status, step_count, current_step, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, 0, $9, $9) \
-         ON CONFLICT (event_id, workflow_id) DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(&tenant)
-    .bind(workflow_id.to_string())
-    .bind(version)
-    .bind(event_id.to_string())
-    .bind(entity_type)
-    .bind(entity_id)
-    .bind(step_types.len() as i64)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::from_sqlx)?;
-    if inserted.rows_affected() == 0 {
-        return Ok(None);
+    let mut created = std::collections::HashSet::new();
+    for chunk in super::pow2_chunks(executions) {
+        let sql = format!(
+            "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
+             entity_id, status, step_count, current_step, created_at, updated_at) VALUES {} \
+             ON CONFLICT (event_id, workflow_id) DO NOTHING RETURNING id",
+            super::values_list(chunk.len(), 12, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for execution in chunk {
+            query = query
+                .bind(execution.id.to_string())
+                .bind(execution.tenant_id.to_string())
+                .bind(execution.workflow_id.to_string())
+                .bind(execution.version)
+                .bind(execution.event_id.to_string())
+                .bind(execution.entity_type.clone())
+                .bind(execution.entity_id.clone())
+                .bind("queued")
+                .bind(execution.steps.len() as i64)
+                .bind(0_i64)
+                .bind(now)
+                .bind(now);
+        }
+        let rows = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        for row in rows {
+            created.insert(row.try_get::<String, _>(0)?);
+        }
     }
-    let mut first = None;
-    for (position, kind) in step_types.iter().enumerate() {
-        let step_id = Uuid::now_v7();
-        first.get_or_insert(step_id);
-        sqlx::query(
+    let steps: Vec<(&NewExecution, usize)> = executions
+        .iter()
+        .filter(|e| created.contains(&e.id.to_string()))
+        .flat_map(|e| (0..e.steps.len()).map(move |position| (e, position)))
+        .collect();
+    for chunk in super::pow2_chunks(&steps) {
+        let sql = format!(
             "INSERT INTO steps (id, execution_id, tenant_id, position, action_type, status, next_run_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(step_id.to_string())
-        .bind(id.to_string())
-        .bind(&tenant)
-        .bind(position as i64)
-        .bind(kind)
-        .bind(if position == 0 { "queued" } else { "pending" })
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+             VALUES {}",
+            super::values_list(chunk.len(), 7, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (execution, position) in chunk {
+            let (step_id, kind) = &execution.steps[*position];
+            query = query
+                .bind(step_id.to_string())
+                .bind(execution.id.to_string())
+                .bind(execution.tenant_id.to_string())
+                .bind(*position as i64)
+                .bind(kind.clone())
+                .bind(if *position == 0 { "queued" } else { "pending" })
+                .bind(now);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
     }
-    Ok(first.map(|step| (id, step)))
+    Ok(executions
+        .iter()
+        .filter(|e| created.contains(&e.id.to_string()))
+        .filter_map(|e| e.steps.first().map(|(id, _)| *id))
+        .collect())
 }
 
 impl Store {
-    /// Takes the lease on a step — a queued step that is due, or a running one whose lease ran out
-    /// (its worker died) or that this worker already holds — and, in the same transaction, decides
-    /// whether it may run: a cancelled execution or a deleted workflow cancels it, a workflow
-    /// toggled off parks it (the execution pauses with `workflow_disabled`); otherwise the attempt
-    /// is opened and the execution marked running. `None` means someone else has the step or it
-    /// has nothing left to do.
-    pub async fn claim_step(
+    /// Takes the lease on steps — each a queued step that is due, or a running one whose lease
+    /// ran out (its worker died) or that this worker already holds — and, in the same
+    /// transaction, decides whether each may run: a cancelled execution or a deleted workflow
+    /// cancels it, a workflow toggled off parks it (the execution pauses with
+    /// `workflow_disabled`); otherwise its attempt is opened and its execution marked running.
+    /// A step someone else has, or that has nothing left to do, is absent from the answer. The
+    /// whole batch costs a handful of multi-row statements, and each claim comes back with what
+    /// running it needs (event, entity, tenant, disabled endpoints).
+    pub async fn claim_steps(
         &self,
-        step_id: Uuid,
+        step_ids: &[Uuid],
         worker: &str,
         lease_ms: i64,
-    ) -> StoreResult<Option<Claim>> {
+    ) -> StoreResult<HashMap<Uuid, Claim>> {
         let now = now_ms();
         let mut tx = self.relaxed_tx().await?;
-        let claimed = sqlx::query(
-            "UPDATE steps SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-             WHERE id = $3 AND ((status = 'queued' AND next_run_at <= $4) \
-               OR (status = 'running' AND (lease_owner = $1 OR lease_until < $4))) \
-             RETURNING execution_id, position, action_type, attempts, failures",
-        )
-        .bind(worker)
-        .bind(now + lease_ms)
-        .bind(step_id.to_string())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        let Some(row) = claimed else {
-            return Ok(None);
-        };
-        let execution_id: String = row.try_get(0)?;
-        let position: i64 = row.try_get(1)?;
-        let action_type: String = row.try_get(2)?;
-        let attempt: i64 = row.try_get(3)?;
-        let failures: i64 = row.try_get(4)?;
-        if attempt > 1 {
-            // A previous holder that died mid-attempt left its attempt open: close it.
-            sqlx::query(
+        struct Taken {
+            step_id: Uuid,
+            execution_id: String,
+            position: i64,
+            action_type: String,
+            attempt: i64,
+            failures: i64,
+        }
+        let mut taken = Vec::new();
+        for chunk in super::pow2_chunks(step_ids) {
+            let sql = format!(
+                "UPDATE steps SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+                 WHERE id IN ({}) AND ((status = 'queued' AND next_run_at <= $3) \
+                   OR (status = 'running' AND (lease_owner = $1 OR lease_until < $3))) \
+                 RETURNING id, execution_id, position, action_type, attempts, failures",
+                super::in_list(chunk.len(), 4)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(worker.to_owned())
+                .bind(now + lease_ms)
+                .bind(now);
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                taken.push(Taken {
+                    step_id: parse_uuid(&row.try_get::<String, _>(0)?)?,
+                    execution_id: row.try_get(1)?,
+                    position: row.try_get(2)?,
+                    action_type: row.try_get(3)?,
+                    attempt: row.try_get(4)?,
+                    failures: row.try_get(5)?,
+                });
+            }
+        }
+        if taken.is_empty() {
+            tx.commit().await.map_err(StoreError::from_sqlx)?;
+            return Ok(HashMap::new());
+        }
+        // A previous holder that died mid-attempt left its attempt open: close it.
+        let retaken: Vec<String> = taken
+            .iter()
+            .filter(|t| t.attempt > 1)
+            .map(|t| t.step_id.to_string())
+            .collect();
+        for chunk in super::pow2_chunks(&retaken) {
+            let sql = format!(
                 "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
                  error = 'the worker running this attempt stopped before it finished' \
-                 WHERE step_id = $2 AND ended_at IS NULL",
-            )
-            .bind(now)
-            .bind(step_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        }
-        let sql = format!(
-            "SELECT {EXECUTION_COLUMNS}, (SELECT is_active FROM workflows w WHERE w.id = e.workflow_id), \
-             (SELECT deleted_at FROM workflows w WHERE w.id = e.workflow_id) FROM executions e WHERE id = $1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&execution_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let execution = decode_execution(&row)?;
-        let active = row.try_get::<Option<i64>, _>(14)?.unwrap_or(0) != 0;
-        let deleted = row.try_get::<Option<i64>, _>(15)?.is_some();
-
-        let stop = if execution.status == "cancelled" || deleted {
-            Some(("cancelled", "cancelled", None))
-        } else if !active {
-            Some(("blocked", "paused", Some("workflow_disabled")))
-        } else {
-            None
-        };
-        if let Some((step_status, execution_status, reason)) = stop {
-            sqlx::query(
-                "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
-                 WHERE id = $2",
-            )
-            .bind(step_status)
-            .bind(step_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            sqlx::query(
-                "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3, \
-                 finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE NULL END \
-                 WHERE id = $4 AND status NOT IN ('succeeded', 'cancelled')",
-            )
-            .bind(execution_status)
-            .bind(reason)
-            .bind(now)
-            .bind(&execution_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            tx.commit().await.map_err(StoreError::from_sqlx)?;
-            return Ok(Some(Claim::Stopped));
+                 WHERE step_id IN ({}) AND ended_at IS NULL",
+                super::in_list(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
         }
 
-        let attempt_id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO attempts (id, step_id, tenant_id, number, worker, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(attempt_id.to_string())
-        .bind(step_id.to_string())
-        .bind(execution.tenant_id.to_string())
-        .bind(attempt)
-        .bind(worker)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        if execution.status != "running" {
-            sqlx::query(
+        // Each execution with its workflow's state, event, entity and tenant, in one read.
+        let mut execution_ids: Vec<String> = taken.iter().map(|t| t.execution_id.clone()).collect();
+        execution_ids.sort();
+        execution_ids.dedup();
+        let mut loaded: HashMap<String, LoadedExecution> = HashMap::new();
+        for chunk in super::pow2_chunks(&execution_ids) {
+            let sql = format!(
+                // The entity is a correlated subquery, not a join, so PostgreSQL looks it up by
+                // its whole key even before its statistics exist (see `Store::entities_data`).
+                "SELECT {}, w.is_active, w.deleted_at, {}, \
+                 (SELECT en.data FROM entities en WHERE en.tenant_id = e.tenant_id \
+                   AND en.entity_type = e.entity_type AND en.entity_id = e.entity_id), \
+                 t.name, t.notification_email \
+                 FROM executions e \
+                 LEFT JOIN workflows w ON w.id = e.workflow_id \
+                 JOIN events ev ON ev.id = e.event_id \
+                 LEFT JOIN tenants t ON t.id = e.tenant_id \
+                 WHERE e.id IN ({})",
+                prefixed("e", EXECUTION_COLUMNS),
+                prefixed("ev", super::events::EVENT_COLUMNS),
+                super::in_list(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                let execution = decode_execution(&row)?;
+                let active = row.try_get::<Option<i64>, _>(14)?.unwrap_or(0) != 0;
+                let deleted = row.try_get::<Option<i64>, _>(15)?.is_some();
+                let event = super::events::decode_event_at(&row, 16)?;
+                let entity = row
+                    .try_get::<Option<String>, _>(31)?
+                    .and_then(|text| serde_json::from_str(&text).ok());
+                let tenant = row
+                    .try_get::<Option<String>, _>(32)?
+                    .map(|name| -> StoreResult<TenantRecord> {
+                        Ok(TenantRecord {
+                            id: execution.tenant_id,
+                            name,
+                            notification_email: row.try_get(33)?,
+                        })
+                    })
+                    .transpose()?;
+                loaded.insert(
+                    execution.id.to_string(),
+                    LoadedExecution {
+                        execution,
+                        active,
+                        deleted,
+                        event,
+                        entity,
+                        tenant,
+                    },
+                );
+            }
+        }
+
+        let mut claims = HashMap::new();
+        let mut attempts = Vec::new();
+        let mut start_executions = Vec::new();
+        for t in taken {
+            let Some(found) = loaded.get(&t.execution_id) else {
+                return Err(StoreError::Corrupt(format!(
+                    "step {} belongs to a missing execution or event",
+                    t.step_id
+                )));
+            };
+            let execution = &found.execution;
+            let stop = if execution.status == "cancelled" || found.deleted {
+                Some(("cancelled", "cancelled", None))
+            } else if !found.active {
+                Some(("blocked", "paused", Some("workflow_disabled")))
+            } else {
+                None
+            };
+            if let Some((step_status, execution_status, reason)) = stop {
+                sqlx::query(
+                    "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
+                     WHERE id = $2",
+                )
+                .bind(step_status)
+                .bind(t.step_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                sqlx::query(
+                    "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3, \
+                     finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE NULL END \
+                     WHERE id = $4 AND status NOT IN ('succeeded', 'cancelled')",
+                )
+                .bind(execution_status)
+                .bind(reason)
+                .bind(now)
+                .bind(t.execution_id.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                claims.insert(t.step_id, Claim::Stopped);
+                continue;
+            }
+            let attempt_id = Uuid::now_v7();
+            attempts.push((attempt_id, t.step_id, execution.tenant_id, t.attempt));
+            if execution.status != "running" {
+                start_executions.push(t.execution_id.clone());
+            }
+            claims.insert(
+                t.step_id,
+                Claim::Run(Box::new(ClaimedStep {
+                    step_id: t.step_id,
+                    position: t.position,
+                    action_type: t.action_type,
+                    attempt: t.attempt,
+                    failures: t.failures,
+                    attempt_id,
+                    execution: execution.clone(),
+                    event: found.event.clone(),
+                    entity: found.entity.clone(),
+                    tenant: found.tenant.clone(),
+                    disabled_endpoints: Vec::new(),
+                })),
+            );
+        }
+        for chunk in super::pow2_chunks(&attempts) {
+            let sql = format!(
+                "INSERT INTO attempts (id, step_id, tenant_id, number, worker, started_at) VALUES {}",
+                super::values_list(chunk.len(), 6, 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (attempt_id, step_id, tenant_id, number) in chunk {
+                query = query
+                    .bind(attempt_id.to_string())
+                    .bind(step_id.to_string())
+                    .bind(tenant_id.to_string())
+                    .bind(*number)
+                    .bind(worker.to_owned())
+                    .bind(now);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        start_executions.sort();
+        start_executions.dedup();
+        for chunk in super::pow2_chunks(&start_executions) {
+            let sql = format!(
                 "UPDATE executions SET status = 'running', updated_at = $1 \
-                 WHERE id = $2 AND status IN ('queued', 'waiting')",
+                 WHERE id IN ({}) AND status IN ('queued', 'waiting')",
+                super::in_list(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        // Endpoints disabled for the tenants of these steps (usually none).
+        let mut tenants: Vec<Uuid> = claims
+            .values()
+            .filter_map(|c| match c {
+                Claim::Run(step) => Some(step.execution.tenant_id),
+                Claim::Stopped => None,
+            })
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        let mut disabled: HashMap<Uuid, Vec<(String, String)>> = HashMap::new();
+        for tenant in tenants {
+            let rows = sqlx::query(
+                "SELECT url, disabled_reason FROM endpoint_health WHERE tenant_id = $1 AND disabled_at IS NOT NULL",
             )
-            .bind(now)
-            .bind(&execution_id)
-            .execute(&mut *tx)
+            .bind(tenant.to_string())
+            .fetch_all(&mut *tx)
             .await
             .map_err(StoreError::from_sqlx)?;
+            for row in rows {
+                disabled.entry(tenant).or_default().push((
+                    row.try_get(0)?,
+                    row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                ));
+            }
         }
         tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(Some(Claim::Run(Box::new(ClaimedStep {
-            step_id,
-            position,
-            action_type,
-            attempt,
-            failures,
-            attempt_id,
-            execution,
-        }))))
+        for claim in claims.values_mut() {
+            if let Claim::Run(step) = claim
+                && let Some(list) = disabled.get(&step.execution.tenant_id)
+            {
+                step.disabled_endpoints = list.clone();
+            }
+        }
+        Ok(claims)
     }
 
     /// Extends a held lease; false when the lease was lost (another worker took the step over).
@@ -360,121 +613,217 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Commits a step's outcome, its effects and what comes next, in one transaction. Returns the
-    /// jobs to dispatch after the commit. Nothing is written when the lease was lost meanwhile.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn finish_step(
+    /// Commits steps' outcomes, their effects and what comes next, in one transaction of a few
+    /// multi-row statements for the common case. Returns the jobs to dispatch after the commit.
+    /// Nothing is written for a step whose lease was lost meanwhile.
+    pub async fn finish_steps(
         &self,
-        step: &ClaimedStep,
         worker: &str,
-        finish: StepFinish,
-        cause: &Cause,
-        endpoint: Option<EndpointReport>,
+        outcomes: &[StepOutcome],
     ) -> StoreResult<Vec<(Job, i64)>> {
         let now = now_ms();
-        let execution = &step.execution;
-        let tenant = execution.tenant_id.to_string();
         let mut jobs = Vec::new();
         let mut tx = self.relaxed_tx().await?;
 
-        let (step_status, attempt_outcome, error, output, next_run_at) = match &finish {
-            StepFinish::Succeeded {
-                summary, output, ..
-            } => {
-                let mut output = output.clone();
-                if let Value::Object(map) = &mut output {
-                    map.entry("summary")
-                        .or_insert_with(|| Value::String(summary.clone()));
-                } else if output.is_null() {
-                    output = json!({ "summary": summary });
-                }
-                ("succeeded", "succeeded", None, Some(output), now)
-            }
-            StepFinish::Retry { error, at } => ("queued", "retry", Some(error.clone()), None, *at),
-            StepFinish::Failed { error } => ("failed", "failed", Some(error.clone()), None, now),
-            StepFinish::Discarded { reason } => {
-                ("cancelled", "cancelled", Some(reason.clone()), None, now)
-            }
-        };
-        let failures_delta = i64::from(matches!(
-            finish,
-            StepFinish::Retry { .. } | StepFinish::Failed { .. }
-        ));
-        let updated = sqlx::query(
-            "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, next_run_at = $2, \
-             failures = failures + $3, output = COALESCE($4, output), last_error = $5 \
-             WHERE id = $6 AND ((lease_owner = $7 AND status = 'running') \
-               OR (status = 'queued' AND lease_owner IS NULL AND attempts = $8))",
-        )
-        // The second case: our lease ran out while the database was unreachable (the outcome
-        // could not be recorded until it came back) and a sweeper re-queued the step, but nobody
-        // has claimed it again (a claim bumps `attempts`). The attempt that ran is still the
-        // last one, so its outcome is recorded rather than running the step — and delivering its
-        // webhook — a second time. Found by the chaos run (docs/chaos.md).
-        .bind(step_status)
-        .bind(next_run_at)
-        .bind(failures_delta)
-        .bind(output.as_ref().map(Value::to_string))
-        .bind(error.clone())
-        .bind(step.step_id.to_string())
-        .bind(worker)
-        .bind(step.attempt)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        if updated.rows_affected() != 1 {
-            // Another worker took the step over after our lease ran out; its outcome counts.
-            tracing::warn!(step = %step.step_id, "lease lost before the outcome was recorded");
-            return Ok(Vec::new());
+        struct Row {
+            step_id: String,
+            status: &'static str,
+            attempt_outcome: &'static str,
+            error: Option<String>,
+            output: Option<String>,
+            next_run_at: i64,
+            failures_delta: i64,
         }
-        sqlx::query(
-            "UPDATE attempts SET ended_at = $1, outcome = $2, error = $3, output = $4 WHERE id = $5",
-        )
-        .bind(now)
-        .bind(attempt_outcome)
-        .bind(error.clone())
-        .bind(output.as_ref().map(Value::to_string))
-        .bind(step.attempt_id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+        let rows: Vec<Row> = outcomes
+            .iter()
+            .map(|o| {
+                let (status, attempt_outcome, error, output, next_run_at) = match &o.finish {
+                    StepFinish::Succeeded {
+                        summary, output, ..
+                    } => {
+                        let mut output = output.clone();
+                        if let Value::Object(map) = &mut output {
+                            map.entry("summary")
+                                .or_insert_with(|| Value::String(summary.clone()));
+                        } else if output.is_null() {
+                            output = json!({ "summary": summary });
+                        }
+                        (
+                            "succeeded",
+                            "succeeded",
+                            None,
+                            Some(output.to_string()),
+                            now,
+                        )
+                    }
+                    StepFinish::Retry { error, at } => {
+                        ("queued", "retry", Some(error.clone()), None, *at)
+                    }
+                    StepFinish::Failed { error } => {
+                        ("failed", "failed", Some(error.clone()), None, now)
+                    }
+                    StepFinish::Discarded { reason } => {
+                        ("cancelled", "cancelled", Some(reason.clone()), None, now)
+                    }
+                };
+                Row {
+                    step_id: o.step.step_id.to_string(),
+                    status,
+                    attempt_outcome,
+                    error,
+                    output,
+                    next_run_at,
+                    failures_delta: i64::from(matches!(
+                        o.finish,
+                        StepFinish::Retry { .. } | StepFinish::Failed { .. }
+                    )),
+                }
+            })
+            .collect();
 
-        if let Some(report) = &endpoint {
-            record_endpoint(&mut tx, &tenant, report, now).await?;
+        // The second case of the lease check: our lease ran out while the database was
+        // unreachable (the outcome could not be recorded until it came back) and a sweeper
+        // re-queued the step, but nobody has claimed it again (a claim bumps `attempts`). The
+        // attempt that ran is still the last one, so its outcome is recorded rather than running
+        // the step — and delivering its webhook — a second time. Found by the chaos run
+        // (docs/chaos.md).
+        let mut recorded = std::collections::HashSet::new();
+        let indexed: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
+        for chunk in super::pow2_chunks(&indexed) {
+            let sql = format!(
+                "WITH v (sid, s_status, s_next, s_failed, s_output, s_error, s_attempts) AS (VALUES {}) \
+                 UPDATE steps SET status = v.s_status, lease_owner = NULL, lease_until = NULL, \
+                 next_run_at = v.s_next, failures = steps.failures + v.s_failed, \
+                 output = COALESCE(v.s_output, steps.output), last_error = v.s_error \
+                 FROM v WHERE steps.id = v.sid AND steps.id IN ({}) \
+                 AND ((steps.lease_owner = $1 AND steps.status = 'running') \
+                   OR (steps.status = 'queued' AND steps.lease_owner IS NULL AND steps.attempts = v.s_attempts)) \
+                 RETURNING id",
+                super::values_list(chunk.len(), 7, 2),
+                // The ids again as an `IN` list: a join alone may be planned as a scan of every
+                // step (PostgreSQL before its statistics exist); this keeps it to the primary key.
+                key_list(chunk.len(), 7, 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker.to_owned());
+            for (index, row) in chunk {
+                query = query
+                    .bind(row.step_id.clone())
+                    .bind(row.status)
+                    .bind(row.next_run_at)
+                    .bind(row.failures_delta)
+                    .bind(row.output.clone())
+                    .bind(row.error.clone())
+                    .bind(outcomes[*index].step.attempt);
+            }
+            for found in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                recorded.insert(found.try_get::<String, _>(0)?);
+            }
+        }
+        let kept: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| {
+                let kept = recorded.contains(&rows[i].step_id);
+                if !kept {
+                    // Another worker took the step over after our lease ran out; its outcome
+                    // counts.
+                    tracing::warn!(step = %rows[i].step_id, "lease lost before the outcome was recorded");
+                }
+                kept
+            })
+            .collect();
+
+        for chunk in super::pow2_chunks(&kept) {
+            let sql = format!(
+                "WITH v (aid, a_outcome, a_error, a_output) AS (VALUES {}) \
+                 UPDATE attempts SET ended_at = $1, outcome = v.a_outcome, error = v.a_error, \
+                 output = v.a_output FROM v WHERE attempts.id = v.aid AND attempts.id IN ({})",
+                super::values_list(chunk.len(), 4, 2),
+                key_list(chunk.len(), 4, 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for &i in chunk {
+                query = query
+                    .bind(outcomes[i].step.attempt_id.to_string())
+                    .bind(rows[i].attempt_outcome)
+                    .bind(rows[i].error.clone())
+                    .bind(rows[i].output.clone());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
         }
 
-        match finish {
-            StepFinish::Succeeded {
-                wait_ms,
-                set_status,
-                remove_push_subscriptions,
-                ..
-            } => {
-                for endpoint in remove_push_subscriptions {
-                    sqlx::query(
-                        "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2",
-                    )
-                    .bind(&tenant)
-                    .bind(endpoint)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
-                }
-                if let Some(status) = set_status {
-                    for event_id in emit_status_change(&mut tx, step, cause, &status).await? {
-                        jobs.push((Job::ProcessEvent { event_id }, now));
+        // Endpoint health: a success resets an endpoint's count once per batch.
+        let mut reset = std::collections::HashSet::new();
+        for &i in &kept {
+            let o = &outcomes[i];
+            let tenant = o.step.execution.tenant_id.to_string();
+            match &o.endpoint {
+                Some(EndpointReport::Succeeded(url)) => {
+                    if reset.insert((tenant.clone(), url.clone())) {
+                        record_endpoint(
+                            &mut tx,
+                            &tenant,
+                            &EndpointReport::Succeeded(url.clone()),
+                            now,
+                        )
+                        .await?;
                     }
                 }
-                let next = step.position + 1;
-                let current = sqlx::query("SELECT status FROM executions WHERE id = $1")
-                    .bind(execution.id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?
-                    .try_get::<String, _>(0)?;
-                if current == "cancelled" {
-                    // Cancelled while this step ran: its outcome is recorded, nothing follows.
-                } else if next < execution.step_count {
+                Some(report) => record_endpoint(&mut tx, &tenant, report, now).await?,
+                None => {}
+            }
+        }
+
+        // Executions whose last step succeeded: one statement for all of them.
+        let mut finished = Vec::new();
+        for &i in &kept {
+            let o = &outcomes[i];
+            let step = &o.step;
+            let execution = &step.execution;
+            let tenant = execution.tenant_id.to_string();
+            match &o.finish {
+                StepFinish::Succeeded {
+                    wait_ms,
+                    set_status,
+                    remove_push_subscriptions,
+                    ..
+                } => {
+                    for endpoint in remove_push_subscriptions {
+                        sqlx::query(
+                            "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2",
+                        )
+                        .bind(&tenant)
+                        .bind(endpoint.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    }
+                    if let Some(status) = set_status {
+                        for event_id in emit_status_change(&mut tx, step, &o.cause, status).await? {
+                            jobs.push((Job::ProcessEvent { event_id }, now));
+                        }
+                    }
+                    let next = step.position + 1;
+                    if next >= execution.step_count {
+                        // Cancelled while this step ran: its outcome is recorded, nothing
+                        // follows (the update below leaves a cancelled execution alone).
+                        finished.push(execution.id.to_string());
+                        continue;
+                    }
+                    let current = sqlx::query("SELECT status FROM executions WHERE id = $1")
+                        .bind(execution.id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?
+                        .try_get::<String, _>(0)?;
+                    if current == "cancelled" {
+                        continue;
+                    }
                     let at = now + wait_ms.unwrap_or(0);
                     let row = sqlx::query(
                         "UPDATE steps SET status = 'queued', next_run_at = $1 \
@@ -498,10 +847,19 @@ impl Store {
                     .await
                     .map_err(StoreError::from_sqlx)?;
                     jobs.push((Job::RunStep { step_id: next_step }, at));
-                } else {
+                }
+                StepFinish::Retry { at, .. } => {
+                    jobs.push((
+                        Job::RunStep {
+                            step_id: step.step_id,
+                        },
+                        *at,
+                    ));
+                }
+                StepFinish::Failed { .. } => {
                     sqlx::query(
-                        "UPDATE executions SET status = 'succeeded', pause_reason = NULL, updated_at = $1, \
-                         finished_at = $1 WHERE id = $2",
+                        "UPDATE executions SET status = 'paused', pause_reason = 'action_failed', updated_at = $1 \
+                         WHERE id = $2 AND status <> 'cancelled'",
                     )
                     .bind(now)
                     .bind(execution.id.to_string())
@@ -509,27 +867,23 @@ impl Store {
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 }
+                StepFinish::Discarded { .. } => {}
             }
-            StepFinish::Retry { at, .. } => {
-                jobs.push((
-                    Job::RunStep {
-                        step_id: step.step_id,
-                    },
-                    at,
-                ));
+        }
+        for chunk in super::pow2_chunks(&finished) {
+            let sql = format!(
+                "UPDATE executions SET status = 'succeeded', pause_reason = NULL, updated_at = $1, \
+                 finished_at = $1 WHERE id IN ({}) AND status <> 'cancelled'",
+                super::in_list(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                query = query.bind(id.clone());
             }
-            StepFinish::Failed { .. } => {
-                sqlx::query(
-                    "UPDATE executions SET status = 'paused', pause_reason = 'action_failed', updated_at = $1 \
-                     WHERE id = $2 AND status <> 'cancelled'",
-                )
-                .bind(now)
-                .bind(execution.id.to_string())
+            query
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-            }
-            StepFinish::Discarded { .. } => {}
         }
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(jobs)

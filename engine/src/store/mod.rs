@@ -14,7 +14,7 @@ mod tenants;
 mod workflows;
 
 pub(crate) use events::finish_event;
-pub use events::{EventRecord, Ingested, NewEvent};
+pub use events::{EventRecord, EventWrite, Ingested, NewEvent};
 pub use executions::*;
 pub use integrations::{
     INTEGRATION_ACTIVE, INTEGRATION_DISABLED, IntegrationRecord, NewIntegration,
@@ -117,6 +117,14 @@ impl Store {
                 redact_url(url)
             )));
         };
+        // Batched statements come in a few sizes each (see [`pow2_chunks`]): keep them all
+        // prepared on PostgreSQL instead of re-parsing them as the default cache of 100 churns.
+        let url = &if backend == Backend::Postgres && !url.contains("statement-cache-capacity") {
+            let joiner = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{joiner}statement-cache-capacity=500")
+        } else {
+            url.to_owned()
+        };
         let options = AnyConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?
             .disable_statement_logging();
@@ -217,6 +225,53 @@ impl Store {
     }
 }
 
+/// `($s, …), ($s+cols, …), …`: the placeholders of a multi-row `VALUES` list of `rows` rows of
+/// `cols` values, numbered from `$start`.
+pub(crate) fn values_list(rows: usize, cols: usize, start: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for col in 0..cols {
+            if col > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(start + row * cols + col).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `$start, $start+1, …`: `n` placeholders for an `IN (…)` list.
+pub(crate) fn in_list(n: usize, start: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Splits a batch into chunks whose sizes are powers of two (largest first, at most 256), so a
+/// batched statement is written in at most nine shapes and stays in the prepared-statement cache.
+pub(crate) fn pow2_chunks<T>(items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = if rest.len() >= 256 {
+            256
+        } else {
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (head, tail) = rest.split_at(size);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
 /// A database URL with its password hidden, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -239,6 +294,25 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_split_into_power_of_two_chunks() {
+        let items: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = pow2_chunks(&items).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 32, 8, 4]);
+        assert_eq!(
+            pow2_chunks(&items[..37])
+                .iter()
+                .map(|c| c.len())
+                .collect::<Vec<_>>(),
+            vec![32, 4, 1]
+        );
+        assert!(pow2_chunks::<u32>(&[]).is_empty());
+        let flat: Vec<u32> = pow2_chunks(&items[..37]).concat();
+        assert_eq!(flat, items[..37].to_vec());
+        assert_eq!(values_list(2, 3, 4), "($4, $5, $6), ($7, $8, $9)");
+        assert_eq!(in_list(3, 2), "$2, $3, $4");
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -186,6 +186,47 @@ impl Store {
         .transpose()
     }
 
+    /// [`Store::find_api_key`] for several keys at once (the API looks up concurrent requests'
+    /// keys together); one answer per key, in order.
+    pub async fn find_api_keys(&self, keys: &[String]) -> StoreResult<Vec<Option<ApiKeyRecord>>> {
+        let hashes: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| is_well_formed_key(k).then(|| hash_key(k)))
+            .collect();
+        let mut wanted: Vec<String> = hashes.iter().flatten().cloned().collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut found = std::collections::HashMap::new();
+        for chunk in super::pow2_chunks(&wanted) {
+            let sql = format!(
+                "SELECT id, tenant_id, revoked_at, key_hash FROM api_keys WHERE key_hash IN ({})",
+                super::in_list(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for hash in chunk {
+                query = query.bind(hash.clone());
+            }
+            for r in query
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                found.insert(
+                    r.try_get::<String, _>(3)?,
+                    ApiKeyRecord {
+                        key_id: parse_uuid(&r.try_get::<String, _>(0)?)?,
+                        tenant_id: parse_uuid(&r.try_get::<String, _>(1)?)?,
+                        revoked: r.try_get::<Option<i64>, _>(2)?.is_some(),
+                    },
+                );
+            }
+        }
+        Ok(hashes
+            .iter()
+            .map(|h| h.as_ref().and_then(|h| found.get(h).cloned()))
+            .collect())
+    }
+
     /// The key's record when `key` is a known key; revoked keys are returned with `revoked`.
     pub async fn find_api_key(&self, key: &str) -> StoreResult<Option<ApiKeyRecord>> {
         if !is_well_formed_key(key) {
