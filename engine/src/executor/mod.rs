@@ -475,17 +475,17 @@ impl Executor {
         // Endpoint health is keyed by the endpoint as configured (before rendering), so saving the
         // workflow re-enables exactly what its failures disabled, templated URLs included.
         let endpoint = action.endpoint(&spec.params);
-        if let Some(url) = &endpoint {
-            if let Some((_, reason)) = step.disabled_endpoints.iter().find(|(u, _)| u == url) {
-                return (
-                    StepFinish::Failed {
-                        error: format!(
-                            "the endpoint {url} is disabled for this tenant ({reason}); save a workflow that uses it to enable it again"
-                        ),
-                    },
-                    None,
-                );
-            }
+        if let Some(url) = &endpoint
+            && let Some((_, reason)) = step.disabled_endpoints.iter().find(|(u, _)| u == url)
+        {
+            return (
+                StepFinish::Failed {
+                    error: format!(
+                        "the endpoint {url} is disabled for this tenant ({reason}); save a workflow that uses it to enable it again"
+                    ),
+                },
+                None,
+            );
         }
 
         let result = self

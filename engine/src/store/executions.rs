@@ -763,17 +763,8 @@ impl Store {
             let o = &outcomes[i];
             let tenant = o.step.execution.tenant_id.to_string();
             match &o.endpoint {
-                Some(EndpointReport::Succeeded(url)) => {
-                    if reset.insert((tenant.clone(), url.clone())) {
-                        record_endpoint(
-                            &mut tx,
-                            &tenant,
-                            &EndpointReport::Succeeded(url.clone()),
-                            now,
-                        )
-                        .await?;
-                    }
-                }
+                Some(EndpointReport::Succeeded(url))
+                    if !reset.insert((tenant.clone(), url.clone())) => {}
                 Some(report) => record_endpoint(&mut tx, &tenant, report, now).await?,
                 None => {}
             }
