@@ -253,18 +253,33 @@ async fn main() -> anyhow::Result<()> {
             post_event(&http, &base, &key, &id).await
         });
     }
+    let fixed_started = Instant::now();
     while let Some(joined) = tasks.join_next().await {
         joined??;
     }
-    wait_delivered(&seen, n, "latency deliveries").await?;
-    let latencies: Vec<Duration> = {
+    let posting_secs = fixed_started.elapsed().as_secs_f64();
+    let last_delivery = wait_delivered(&seen, n, "latency deliveries").await?;
+    let fixed_delivered_rate = n as f64 / last_delivery.duration_since(fixed_started).as_secs_f64();
+    // In order of sending: a backlog that grows shows as later events waiting longer.
+    let timeline: Vec<(Instant, Duration)> = {
         let sent = sent.lock().map_err(|_| anyhow::anyhow!("lock"))?;
         let seen = seen.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-        sent.iter()
-            .filter_map(|(id, at)| seen.arrivals.get(id).map(|got| got.duration_since(*at)))
-            .collect()
+        let mut timeline: Vec<(Instant, Duration)> = sent
+            .iter()
+            .filter_map(|(id, at)| {
+                seen.arrivals
+                    .get(id)
+                    .map(|got| (*at, got.duration_since(*at)))
+            })
+            .collect();
+        timeline.sort_by_key(|(at, _)| *at);
+        timeline
     };
+    let latencies: Vec<Duration> = timeline.iter().map(|(_, l)| *l).collect();
     let (p50, p95, p99) = percentiles(&latencies)?;
+    let tenth = (latencies.len() / 10).max(1);
+    let (_, _, first_p99) = percentiles(&latencies[..tenth])?;
+    let (_, _, last_p99) = percentiles(&latencies[latencies.len() - tenth..])?;
 
     // Idle latency: one event at a time on an otherwise idle system.
     let mut idle = Vec::new();
@@ -309,6 +324,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "latency at {rate:>6.0}/s          p50 {p50:.1} ms   p95 {p95:.1} ms   p99 {p99:.1} ms"
+    );
+    println!(
+        "fixed-rate run               {n} events posted in {posting_secs:.1} s, delivered at {fixed_delivered_rate:.0}/s; p99 first tenth {first_p99:.1} ms, last tenth {last_p99:.1} ms"
     );
     println!("idle latency                 p50 {idle_p50:.1} ms   p99 {idle_p99:.1} ms");
     println!("peak RSS                     {}", rss.join(" + "));

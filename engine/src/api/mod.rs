@@ -63,7 +63,7 @@ pub type KeyLookup = crate::executor::batch::Batcher<
 
 /// Starts the key lookup task of an API.
 pub fn key_lookup(store: Store) -> KeyLookup {
-    crate::executor::batch::Batcher::start(move |keys: Vec<String>| {
+    crate::executor::batch::Batcher::start_parallel(2, move |keys: Vec<String>| {
         let store = store.clone();
         async move {
             match store.find_api_keys(&keys).await {

@@ -27,15 +27,35 @@ impl<I, O> Clone for Batcher<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the task; it ends when every handle is dropped. `handle` answers a batch with one
-    /// output per input, in order.
+    /// output per input, in order. One batch runs at a time: the next begins when it ends, so
+    /// batches keep the order requests arrived in.
     pub fn start<F, Fut>(handle: F) -> Self
     where
-        F: Fn(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<O>> + Send,
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
+    {
+        Self::start_parallel(1, handle)
+    }
+
+    /// Like [`Batcher::start`], with up to `parallel` batches running at once: while one waits on
+    /// the database the next is already collected and sent, which shortens the wait under load
+    /// where order between batches does not matter (claims, outcomes, key lookups).
+    pub fn start_parallel<F, Fut>(parallel: usize, handle: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Request<I, O>>(4096);
+        let handle = std::sync::Arc::new(handle);
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
                 let mut inputs = vec![first.0];
                 let mut replies = vec![first.1];
                 while inputs.len() < MAX_BATCH {
@@ -47,9 +67,18 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         Err(_) => break,
                     }
                 }
-                let outputs = handle(inputs).await;
-                for (reply, output) in replies.into_iter().zip(outputs) {
-                    let _ = reply.send(output);
+                let run = handle(inputs);
+                let answer = async move {
+                    let outputs = run.await;
+                    for (reply, output) in replies.into_iter().zip(outputs) {
+                        let _ = reply.send(output);
+                    }
+                    drop(slot);
+                };
+                if parallel > 1 {
+                    tokio::spawn(answer);
+                } else {
+                    answer.await;
                 }
             }
         });

@@ -31,6 +31,9 @@ use retry::RetryDecision;
 /// A causal chain of workflows triggering each other stops at this depth.
 pub const MAX_CHAIN_DEPTH: i64 = 8;
 
+/// Claim, outcome and ack batches a worker runs at once (each on its own connection).
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// How long a worker keeps trying to record a step's outcome while the database is unavailable.
 const RECORD_OUTCOME_FOR: Duration = Duration::from_secs(30);
 
@@ -143,7 +146,7 @@ impl Executor {
         let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX);
         let claims = {
             let (store, worker) = (store.clone(), worker_id.clone());
-            Batcher::start(move |ids: Vec<Uuid>| {
+            Batcher::start_parallel(BATCHES_IN_FLIGHT, move |ids: Vec<Uuid>| {
                 let (store, worker) = (store.clone(), worker.clone());
                 async move {
                     match store.claim_steps(&ids, &worker, lease_ms).await {
@@ -166,7 +169,7 @@ impl Executor {
         };
         let outcomes = {
             let (store, worker, dispatch) = (store.clone(), worker_id.clone(), dispatch.clone());
-            Batcher::start(move |outcomes: Vec<StepOutcome>| {
+            Batcher::start_parallel(BATCHES_IN_FLIGHT, move |outcomes: Vec<StepOutcome>| {
                 let (store, worker, dispatch) = (store.clone(), worker.clone(), dispatch.clone());
                 async move {
                     let record = |batch: Vec<StepOutcome>| {
@@ -194,15 +197,18 @@ impl Executor {
         };
         let acks = {
             let dispatch = dispatch.clone();
-            Batcher::start(move |deliveries: Vec<crate::queue::Delivery>| {
-                let dispatch = dispatch.clone();
-                async move {
-                    if let Err(e) = dispatch.ack_many(&deliveries).await {
-                        tracing::warn!(error = %e, count = deliveries.len(), "ack failed");
+            Batcher::start_parallel(
+                BATCHES_IN_FLIGHT,
+                move |deliveries: Vec<crate::queue::Delivery>| {
+                    let dispatch = dispatch.clone();
+                    async move {
+                        if let Err(e) = dispatch.ack_many(&deliveries).await {
+                            tracing::warn!(error = %e, count = deliveries.len(), "ack failed");
+                        }
+                        vec![(); deliveries.len()]
                     }
-                    vec![(); deliveries.len()]
-                }
-            })
+                },
+            )
         };
         Self {
             claims,
