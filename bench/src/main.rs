@@ -242,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
+    let fixed_started = Instant::now();
     for i in 0..n {
         ticker.tick().await;
         let id = format!("l{i}");
@@ -253,11 +254,10 @@ async fn main() -> anyhow::Result<()> {
             post_event(&http, &base, &key, &id).await
         });
     }
-    let fixed_started = Instant::now();
+    let posting_secs = fixed_started.elapsed().as_secs_f64();
     while let Some(joined) = tasks.join_next().await {
         joined??;
     }
-    let posting_secs = fixed_started.elapsed().as_secs_f64();
     let last_delivery = wait_delivered(&seen, n, "latency deliveries").await?;
     let fixed_delivered_rate = n as f64 / last_delivery.duration_since(fixed_started).as_secs_f64();
     // In order of sending: a backlog that grows shows as later events waiting longer.

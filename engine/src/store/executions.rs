@@ -336,11 +336,14 @@ impl Store {
             failures: i64,
         }
         let mut taken = Vec::new();
+        // The state test is a CASE so no index on `status` can serve it: PostgreSQL would
+        // otherwise combine the primary key with a scan of every queued and running entry of
+        // `steps_ready` (dead ones included), a cost that grows until the next vacuum.
         for chunk in super::pow2_chunks(step_ids) {
             let sql = format!(
                 "UPDATE steps SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-                 WHERE id IN ({}) AND ((status = 'queued' AND next_run_at <= $3) \
-                   OR (status = 'running' AND (lease_owner = $1 OR lease_until < $3))) \
+                 WHERE id IN ({}) AND CASE status WHEN 'queued' THEN next_run_at <= $3 \
+                   WHEN 'running' THEN (lease_owner = $1 OR lease_until < $3) ELSE FALSE END \
                  RETURNING id, execution_id, position, action_type, attempts, failures",
                 super::in_list(chunk.len(), 4)
             );
@@ -696,8 +699,9 @@ impl Store {
                  next_run_at = v.s_next, failures = steps.failures + v.s_failed, \
                  output = COALESCE(v.s_output, steps.output), last_error = v.s_error \
                  FROM v WHERE steps.id = v.sid AND steps.id IN ({}) \
-                 AND ((steps.lease_owner = $1 AND steps.status = 'running') \
-                   OR (steps.status = 'queued' AND steps.lease_owner IS NULL AND steps.attempts = v.s_attempts)) \
+                 AND CASE steps.status WHEN 'running' THEN steps.lease_owner = $1 \
+                   WHEN 'queued' THEN (steps.lease_owner IS NULL AND steps.attempts = v.s_attempts) \
+                   ELSE FALSE END \
                  RETURNING id",
                 super::values_list(chunk.len(), 7, 2),
                 // The ids again as an `IN` list: a join alone may be planned as a scan of every
