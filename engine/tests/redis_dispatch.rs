@@ -118,6 +118,50 @@ async fn dispatch_fetch_ack_round_trip() {
 }
 
 #[tokio::test]
+async fn consumers_of_ended_workers_are_forgotten_but_not_ones_with_pending_jobs() {
+    let h = Harness::new(RedisOptions::default()).await;
+    let consumers = |h: &Harness| {
+        let mut raw = h.raw.clone();
+        let ready = h.ready.clone();
+        async move {
+            let reply: redis::streams::StreamInfoConsumersReply = raw
+                .xinfo_consumers(&ready, "workers")
+                .await
+                .expect("XINFO CONSUMERS");
+            let mut names: Vec<String> = reply.consumers.into_iter().map(|c| c.name).collect();
+            names.sort();
+            names
+        }
+    };
+    h.queue
+        .dispatch(&[(step(), now_ms()), (step(), now_ms()), (step(), now_ms())])
+        .await
+        .unwrap();
+    // `ended` ran its job and acknowledged it; `busy` still holds one; `me` is the live worker.
+    let done = h.queue.fetch("ended", 1, Duration::ZERO).await.unwrap();
+    h.ack_all(&done).await;
+    let held = h.queue.fetch("busy", 1, Duration::ZERO).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let mine = h.queue.fetch("me", 1, Duration::ZERO).await.unwrap();
+    h.ack_all(&mine).await;
+    assert_eq!(consumers(&h).await, ["busy", "ended", "me"]);
+
+    // Not idle long enough yet: nobody is forgotten.
+    let removed = h
+        .queue
+        .prune_workers("me", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(removed, 0);
+    assert_eq!(
+        h.queue.prune_workers("me", Duration::ZERO).await.unwrap(),
+        1
+    );
+    assert_eq!(consumers(&h).await, ["busy", "me"]);
+    h.wipe().await;
+}
+
+#[tokio::test]
 async fn delayed_job_arrives_at_its_time_not_before() {
     let h = Harness::new(RedisOptions::default()).await;
     let job = step();

@@ -159,6 +159,9 @@ pub fn settings(db: &TestDb, extra: &[&str]) -> switchyard::Settings {
     }
 }
 
+/// How long tests wait for work the engine does in the background (matching, steps).
+pub const WAIT: Duration = Duration::from_secs(20);
+
 /// A running server plus a client for it.
 pub struct TestServer {
     pub base: String,
@@ -217,6 +220,37 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `GET path` with the tenant's key.
+    pub async fn get(&self, key: &str, path: &str) -> Reply {
+        send(self.http.get(self.url(path)).bearer_auth(key)).await
+    }
+
+    /// `POST path` with a JSON body and the tenant's key.
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> Reply {
+        send(self.http.post(self.url(path)).bearer_auth(key).json(body)).await
+    }
+
+    /// `PUT path` with a JSON body and the tenant's key.
+    pub async fn put(&self, key: &str, path: &str, body: &Value) -> Reply {
+        send(self.http.put(self.url(path)).bearer_auth(key).json(body)).await
+    }
+
+    /// The id of the first execution the event (by `eventId`) started, once it was matched.
+    pub async fn execution_of(&self, key: &str, event_id: &str) -> String {
+        let path = format!("/api/events/{event_id}");
+        let event = eventually(self, key, &path, WAIT, |e| e["state"] == "processed").await;
+        event["executions"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no execution: {event}"))
+            .to_owned()
+    }
+
+    /// The execution, once it reached `status`.
+    pub async fn execution_in(&self, key: &str, id: &str, status: &str) -> Value {
+        let path = format!("/api/executions/{id}");
+        eventually(self, key, &path, WAIT, |e| e["status"] == status).await
     }
 
     /// Creates a tenant the way `switchyard tenant create` does; returns (tenant id, API key).

@@ -21,7 +21,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{Value, json};
 use switchyard_tests::receiver::{Answer, Received, Receiver};
 use switchyard_tests::smtp::SmtpSink;
-use switchyard_tests::{Db, Reply, TestServer, eventually, on_both_databases, send};
+use switchyard_tests::{Db, TestServer, WAIT, eventually, on_both_databases};
 
 on_both_databases! {
     webhook_secret_signs_deliveries_and_survives_updates => webhook_secret_signs_deliveries_and_survives_updates;
@@ -32,34 +32,6 @@ on_both_databases! {
     update_status_changes_the_entity_and_emits_the_change => update_status_changes_the_entity_and_emits_the_change;
 }
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn post(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
-    send(
-        server
-            .http
-            .post(server.url(path))
-            .bearer_auth(key)
-            .json(body),
-    )
-    .await
-}
-
-async fn put(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
-    send(
-        server
-            .http
-            .put(server.url(path))
-            .bearer_auth(key)
-            .json(body),
-    )
-    .await
-}
-
-async fn get(server: &TestServer, key: &str, path: &str) -> Reply {
-    send(server.http.get(server.url(path)).bearer_auth(key)).await
-}
-
 /// A configure body for an Order workflow with these steps.
 fn workflow(name: &str, trigger: &str, actions: Value) -> Value {
     json!({"name": name, "entityType": "Order", "triggerId": trigger, "actions": actions})
@@ -67,7 +39,7 @@ fn workflow(name: &str, trigger: &str, actions: Value) -> Value {
 
 /// Creates the workflow; returns its guid and the configure answer's data.
 async fn create(server: &TestServer, key: &str, body: &Value) -> (String, Value) {
-    let reply = post(server, key, "/api/workflows/configure", body).await;
+    let reply = server.post(key, "/api/workflows/configure", body).await;
     let data = reply.assert_ok(201).clone();
     let guid = data["guid"].as_str().expect("guid").to_owned();
     (guid, data)
@@ -79,32 +51,13 @@ fn order_event(trigger: &str, event_id: &str, entity_id: &str, data: Value) -> V
 }
 
 async fn ingest(server: &TestServer, key: &str, event: &Value) {
-    post(server, key, "/api/events", event).await.assert_ok(202);
-}
-
-/// The one execution the event started.
-async fn execution_of(server: &TestServer, key: &str, event_id: &str) -> String {
-    let event = eventually(server, key, &format!("/api/events/{event_id}"), WAIT, |e| {
-        e["state"] == "processed"
-    })
-    .await;
-    event["executions"][0]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no execution: {event}"))
-        .to_owned()
-}
-
-async fn execution_in(server: &TestServer, key: &str, id: &str, status: &str) -> Value {
-    eventually(server, key, &format!("/api/executions/{id}"), WAIT, |e| {
-        e["status"] == status
-    })
-    .await
+    server.post(key, "/api/events", event).await.assert_ok(202);
 }
 
 /// The execution the event started, once it reached `status`.
 async fn finished(server: &TestServer, key: &str, event_id: &str, status: &str) -> Value {
-    let id = execution_of(server, key, event_id).await;
-    execution_in(server, key, &id, status).await
+    let id = server.execution_of(key, event_id).await;
+    server.execution_in(key, &id, status).await
 }
 
 fn attempts(execution: &Value) -> Vec<Value> {
@@ -183,9 +136,11 @@ async fn webhook_secret_signs_deliveries_and_survives_updates(db: Db) {
     let encoded = secret.strip_prefix("whsec_").expect("whsec_ prefix");
     assert_eq!(STANDARD.decode(encoded).expect("base64").len(), 24);
     let masked = format!("****{}", &secret[secret.len() - 4..]);
-    let read = get(&server, &key, &format!("/api/workflows/configured/{guid}")).await;
+    let read = server
+        .get(&key, &format!("/api/workflows/configured/{guid}"))
+        .await;
     assert_eq!(read.assert_ok(200)["actions"][0]["secret"], masked);
-    let listed = get(&server, &key, "/api/workflows/Order/configured").await;
+    let listed = server.get(&key, "/api/workflows/Order/configured").await;
     let listed = listed.assert_ok(200).as_array().expect("list").clone();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["actions"][0]["secret"], masked);
@@ -212,7 +167,7 @@ async fn webhook_secret_signs_deliveries_and_survives_updates(db: Db) {
     let mut update = body.clone();
     update["guid"] = json!(guid);
     update["name"] = json!("signed, renamed");
-    let updated = post(&server, &key, "/api/workflows/configure", &update).await;
+    let updated = server.post(&key, "/api/workflows/configure", &update).await;
     let updated = updated.assert_ok(200);
     assert_eq!(updated["version"], 2);
     assert_eq!(updated["actions"][0]["secret"], masked);
@@ -227,11 +182,14 @@ async fn webhook_secret_signs_deliveries_and_survives_updates(db: Db) {
     check_switchyard_signature(&secret, &delivery);
 
     // A read-modify-write sends the masked value back: the secret is kept too.
-    let record = get(&server, &key, &format!("/api/workflows/configured/{guid}")).await;
+    let record = server
+        .get(&key, &format!("/api/workflows/configured/{guid}"))
+        .await;
     let record = record.assert_ok(200).clone();
     let rewrite = json!({"guid": guid, "name": record["name"], "entityType": "Order",
                          "triggerId": record["triggerId"], "actions": record["actions"]});
-    post(&server, &key, "/api/workflows/configure", &rewrite)
+    server
+        .post(&key, "/api/workflows/configure", &rewrite)
         .await
         .assert_ok(200);
     ingest(
@@ -247,7 +205,9 @@ async fn webhook_secret_signs_deliveries_and_survives_updates(db: Db) {
     let mut replace = body.clone();
     replace["guid"] = json!(guid);
     replace["actions"][0]["secret"] = json!(other);
-    let replaced = post(&server, &key, "/api/workflows/configure", &replace).await;
+    let replaced = server
+        .post(&key, "/api/workflows/configure", &replace)
+        .await;
     assert_eq!(
         replaced.assert_ok(200)["actions"][0]["secret"],
         format!("****{}", &other[other.len() - 4..])
@@ -291,7 +251,7 @@ async fn private_targets_are_refused_without_the_flag() {
             "order_paid",
             json!([{"type": "webhook", "url": url}]),
         );
-        let reply = post(&server, &key, "/api/workflows/configure", &body).await;
+        let reply = server.post(&key, "/api/workflows/configure", &body).await;
         reply.assert_error(400, "VALIDATION_ERROR");
         let message = reply.body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("not allowed"), "{url}: {message}");
@@ -392,7 +352,8 @@ async fn a_gone_endpoint_is_disabled_until_its_workflow_is_saved(db: Db) {
     receiver.answer_always(Answer::Ok);
     let mut update = body.clone();
     update["guid"] = json!(guid);
-    post(&server, &key, "/api/workflows/configure", &update)
+    server
+        .post(&key, "/api/workflows/configure", &update)
         .await
         .assert_ok(200);
     ingest(
@@ -463,7 +424,7 @@ async fn templates_render_per_step_and_their_errors_are_permanent() {
         "order_paid",
         json!([{"type": "webhook", "url": receiver.url, "headers": {"X-Order": "{{ entity.number "}}]),
     );
-    let reply = post(&server, &key, "/api/workflows/configure", &broken).await;
+    let reply = server.post(&key, "/api/workflows/configure", &broken).await;
     reply.assert_error(400, "VALIDATION_ERROR");
     let message = reply.body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("template does not parse"), "{message}");
@@ -547,7 +508,7 @@ async fn email_reaches_the_customer_and_the_merchant(db: Db) {
     let (tenant_id, key) = server.tenant("Larkspur").await;
 
     // Tenant settings: read, and refused when the address is not one.
-    let settings = get(&server, &key, "/api/tenant/settings").await;
+    let settings = server.get(&key, "/api/tenant/settings").await;
     let settings = settings.assert_ok(200);
     assert_eq!(settings["tenantId"], tenant_id);
     assert_eq!(settings["notificationEmail"], Value::Null);
@@ -560,13 +521,13 @@ async fn email_reaches_the_customer_and_the_merchant(db: Db) {
         "",
         "  ",
     ] {
-        let reply = put(
-            &server,
-            &key,
-            "/api/tenant/settings",
-            &json!({"notificationEmail": bad}),
-        )
-        .await;
+        let reply = server
+            .put(
+                &key,
+                "/api/tenant/settings",
+                &json!({"notificationEmail": bad}),
+            )
+            .await;
         reply.assert_error(400, "VALIDATION_ERROR");
         assert_eq!(reply.body["error"]["details"]["field"], "notificationEmail");
     }
@@ -646,31 +607,31 @@ async fn email_reaches_the_customer_and_the_merchant(db: Db) {
     assert_eq!(smtp.messages().len(), 1);
 
     // Set it, resume: the step reads the tenant's address when it runs.
-    let saved = put(
-        &server,
-        &key,
-        "/api/tenant/settings",
-        &json!({"notificationEmail": " owner@larkspur.example "}),
-    )
-    .await;
+    let saved = server
+        .put(
+            &key,
+            "/api/tenant/settings",
+            &json!({"notificationEmail": " owner@larkspur.example "}),
+        )
+        .await;
     assert_eq!(
         saved.assert_ok(200)["notificationEmail"],
         "owner@larkspur.example"
     );
-    let read = get(&server, &key, "/api/tenant/settings").await;
+    let read = server.get(&key, "/api/tenant/settings").await;
     assert_eq!(
         read.assert_ok(200)["notificationEmail"],
         "owner@larkspur.example"
     );
     let id = paused["id"].as_str().expect("execution id");
-    get(
-        &server,
-        &key,
-        &format!("/api/workflows/resume-workflow?workflowId={id}"),
-    )
-    .await
-    .assert_ok(200);
-    execution_in(&server, &key, id, "succeeded").await;
+    server
+        .get(
+            &key,
+            &format!("/api/workflows/resume-workflow?workflowId={id}"),
+        )
+        .await
+        .assert_ok(200);
+    server.execution_in(&key, id, "succeeded").await;
     let messages = smtp.wait_for(2, WAIT).await;
     assert_eq!(messages[1].rcpt_to, ["owner@larkspur.example"]);
     let message = MessageParser::default()
@@ -681,13 +642,13 @@ async fn email_reaches_the_customer_and_the_merchant(db: Db) {
     assert!(text.contains("eli@example.com ordered for 12.5."), "{text}");
 
     // Clearing it is allowed.
-    let cleared = put(
-        &server,
-        &key,
-        "/api/tenant/settings",
-        &json!({"notificationEmail": null}),
-    )
-    .await;
+    let cleared = server
+        .put(
+            &key,
+            "/api/tenant/settings",
+            &json!({"notificationEmail": null}),
+        )
+        .await;
     assert_eq!(cleared.assert_ok(200)["notificationEmail"], Value::Null);
     server.stop().await;
 }
@@ -833,7 +794,8 @@ async fn push_is_encrypted_signed_and_prunes_gone_subscriptions(db: Db) {
     // Without a VAPID key there is no public key to give out.
     let plain = TestServer::start(db).await;
     let (_, key) = plain.tenant("Acme").await;
-    get(&plain, &key, "/api/integrations/vapid-public-key")
+    plain
+        .get(&key, "/api/integrations/vapid-public-key")
         .await
         .assert_error(400, "CONFIGURATION_ERROR");
     plain.stop().await;
@@ -846,7 +808,7 @@ async fn push_is_encrypted_signed_and_prunes_gone_subscriptions(db: Db) {
     )
     .await;
     let (_, key) = server.tenant("Acme").await;
-    let reply = get(&server, &key, "/api/integrations/vapid-public-key").await;
+    let reply = server.get(&key, "/api/integrations/vapid-public-key").await;
     assert_eq!(reply.assert_ok(200)["publicKey"], vapid.public_key);
 
     let (origin, log) = push_service().await;
@@ -860,7 +822,7 @@ async fn push_is_encrypted_signed_and_prunes_gone_subscriptions(db: Db) {
     let mut short_auth = live.subscription();
     short_auth["keys"]["auth"] = json!(URL_SAFE_NO_PAD.encode([7u8; 15]));
     for (body, field) in [(bad_point, "p256dh"), (short_auth, "auth")] {
-        let reply = post(&server, &key, save, &body).await;
+        let reply = server.post(&key, save, &body).await;
         reply.assert_error(400, "VALIDATION_ERROR");
         assert_eq!(
             reply.body["error"]["details"]["field"], field,
@@ -868,15 +830,17 @@ async fn push_is_encrypted_signed_and_prunes_gone_subscriptions(db: Db) {
             reply.body
         );
     }
-    post(&server, &key, save, &json!({"endpoint": live.endpoint}))
+    server
+        .post(&key, save, &json!({"endpoint": live.endpoint}))
         .await
         .assert_error(400, "VALIDATION_ERROR");
 
-    let first = post(&server, &key, save, &live.subscription()).await;
+    let first = server.post(&key, save, &live.subscription()).await;
     assert_eq!(first.assert_ok(201)["created"], true);
-    let again = post(&server, &key, save, &live.subscription()).await;
+    let again = server.post(&key, save, &live.subscription()).await;
     assert_eq!(again.assert_ok(200)["created"], false);
-    post(&server, &key, save, &gone.subscription())
+    server
+        .post(&key, save, &gone.subscription())
         .await
         .assert_ok(201);
 
@@ -989,7 +953,7 @@ async fn update_status_changes_the_entity_and_emits_the_change(db: Db) {
     assert_eq!(changed["data"]["total"], 10.0);
     assert_eq!(changed["previous"]["status"], "paid");
     assert_eq!(changed["depth"], 1);
-    let cause = get(&server, &key, "/api/events/st-1").await;
+    let cause = server.get(&key, "/api/events/st-1").await;
     assert_eq!(changed["causationId"], cause.assert_ok(200)["id"]);
     assert_eq!(done["steps"][0]["status"], "succeeded");
 

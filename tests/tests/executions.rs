@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_tests::receiver::{Answer, Receiver};
-use switchyard_tests::{Db, Reply, TestServer, eventually, on_both_databases, send};
+use switchyard_tests::{Db, TestServer, WAIT, eventually, on_both_databases, send};
 
 on_both_databases! {
     event_runs_a_webhook_once => event_runs_a_webhook_once;
@@ -19,23 +19,6 @@ on_both_databases! {
     dry_run_and_backtest_send_nothing => dry_run_and_backtest_send_nothing;
     events_and_executions_are_tenant_scoped => events_and_executions_are_tenant_scoped;
     bad_events_are_refused => bad_events_are_refused;
-}
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn post(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
-    send(
-        server
-            .http
-            .post(server.url(path))
-            .bearer_auth(key)
-            .json(body),
-    )
-    .await
-}
-
-async fn get(server: &TestServer, key: &str, path: &str) -> Reply {
-    send(server.http.get(server.url(path)).bearer_auth(key)).await
 }
 
 async fn webhook_workflow(
@@ -59,7 +42,7 @@ async fn webhook_workflow(
             body.remove("action");
         }
     }
-    let reply = post(server, key, "/api/workflows/configure", &body).await;
+    let reply = server.post(key, "/api/workflows/configure", &body).await;
     reply.assert_ok(201)["guid"]
         .as_str()
         .expect("guid")
@@ -74,37 +57,15 @@ fn order_event(event_id: &str, status: &str, total: f64) -> Value {
     })
 }
 
-async fn execution_of(server: &TestServer, key: &str, event_id: &str) -> String {
-    let event = eventually(server, key, &format!("/api/events/{event_id}"), WAIT, |e| {
-        e["state"] == "processed"
-    })
-    .await;
-    event["executions"][0]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no execution: {event}"))
-        .to_owned()
-}
-
-async fn execution_in(server: &TestServer, key: &str, id: &str, status: &str) -> Value {
-    eventually(server, key, &format!("/api/executions/{id}"), WAIT, |e| {
-        e["status"] == status
-    })
-    .await
-}
-
 async fn event_runs_a_webhook_once(db: Db) {
     let server = TestServer::start(db).await;
     let (_, key) = server.tenant("Acme").await;
     let receiver = Receiver::start().await;
     let workflow = webhook_workflow(&server, &key, "order_paid", &receiver.url, json!({})).await;
 
-    let accepted = post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("evt-1", "paid", 120.5),
-    )
-    .await;
+    let accepted = server
+        .post(&key, "/api/events", &order_event("evt-1", "paid", 120.5))
+        .await;
     let data = accepted.assert_ok(202);
     assert_eq!(data["eventId"], "evt-1");
     assert_eq!(data["duplicate"], false);
@@ -118,8 +79,8 @@ async fn event_runs_a_webhook_once(db: Db) {
     assert_eq!(delivered[0].header("x-switchyard-event-type"), "order_paid");
     assert_eq!(delivered[0].header("x-switchyard-event-id"), "evt-1");
 
-    let execution_id = execution_of(&server, &key, "evt-1").await;
-    let execution = execution_in(&server, &key, &execution_id, "succeeded").await;
+    let execution_id = server.execution_of(&key, "evt-1").await;
+    let execution = server.execution_in(&key, &execution_id, "succeeded").await;
     assert_eq!(execution["workflowId"], workflow);
     assert_eq!(execution["workflowVersion"], 1);
     let step = &execution["steps"][0];
@@ -130,28 +91,21 @@ async fn event_runs_a_webhook_once(db: Db) {
     assert_eq!(attempts[0]["outcome"], "succeeded");
     assert!(attempts[0]["startedAt"].is_string() && attempts[0]["endedAt"].is_string());
 
-    let event = get(&server, &key, "/api/events/evt-1").await;
+    let event = server.get(&key, "/api/events/evt-1").await;
     let event = event.assert_ok(200);
     assert_eq!(event["outcome"]["matched"][0]["workflowId"], workflow);
     assert_eq!(event["previous"]["status"], "pending");
 
     // The same eventId again starts nothing.
-    let again = post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("evt-1", "paid", 120.5),
-    )
-    .await;
+    let again = server
+        .post(&key, "/api/events", &order_event("evt-1", "paid", 120.5))
+        .await;
     assert_eq!(again.assert_ok(202)["duplicate"], true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.count(), 1, "a duplicate event was delivered");
-    let listed = get(
-        &server,
-        &key,
-        &format!("/api/executions?workflowId={workflow}"),
-    )
-    .await;
+    let listed = server
+        .get(&key, &format!("/api/executions?workflowId={workflow}"))
+        .await;
     assert_eq!(listed.assert_ok(200).as_array().expect("list").len(), 1);
     server.stop().await;
 }
@@ -168,14 +122,10 @@ async fn conditions_decide_and_are_recorded(db: Db) {
     let script_error = json!({"condition": "entity.total / entity.missing.deeper > 1"});
     webhook_workflow(&server, &key, "order_paid", &receiver.url, script_error).await;
 
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("small", "paid", 50.0),
-    )
-    .await
-    .assert_ok(202);
+    server
+        .post(&key, "/api/events", &order_event("small", "paid", 50.0))
+        .await
+        .assert_ok(202);
     let event = eventually(&server, &key, "/api/events/small", WAIT, |e| {
         e["state"] == "processed"
     })
@@ -208,14 +158,10 @@ async fn conditions_decide_and_are_recorded(db: Db) {
         "{errored}"
     );
 
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("big", "paid", 150.0),
-    )
-    .await
-    .assert_ok(202);
+    server
+        .post(&key, "/api/events", &order_event("big", "paid", 150.0))
+        .await
+        .assert_ok(202);
     receiver.wait_for(1, WAIT).await;
     let event = eventually(&server, &key, "/api/events/big", WAIT, |e| {
         e["state"] == "processed"
@@ -241,16 +187,12 @@ async fn retries_then_pause_then_resume(db: Db) {
 
     // Two failures, then success: within the retry schedule (3 retries).
     receiver.script(&[Answer::Status(500), Answer::Status(503)]);
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("flaky", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
-    let id = execution_of(&server, &key, "flaky").await;
-    let execution = execution_in(&server, &key, &id, "succeeded").await;
+    server
+        .post(&key, "/api/events", &order_event("flaky", "paid", 10.0))
+        .await
+        .assert_ok(202);
+    let id = server.execution_of(&key, "flaky").await;
+    let execution = server.execution_in(&key, &id, "succeeded").await;
     let attempts = execution["steps"][0]["attempts"]
         .as_array()
         .expect("attempts")
@@ -276,16 +218,12 @@ async fn retries_then_pause_then_resume(db: Db) {
 
     // Always failing: the schedule is spent and the execution pauses.
     receiver.answer_always(Answer::Status(500));
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("down", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
-    let id = execution_of(&server, &key, "down").await;
-    let paused = execution_in(&server, &key, &id, "paused").await;
+    server
+        .post(&key, "/api/events", &order_event("down", "paid", 10.0))
+        .await
+        .assert_ok(202);
+    let id = server.execution_of(&key, "down").await;
+    let paused = server.execution_in(&key, &id, "paused").await;
     assert_eq!(paused["pauseReason"], "action_failed");
     assert_eq!(
         paused["steps"][0]["attempts"]
@@ -297,26 +235,26 @@ async fn retries_then_pause_then_resume(db: Db) {
     assert_eq!(paused["steps"][0]["status"], "failed");
 
     // Resuming something that is not paused is a conflict.
-    let succeeded_one = execution_of(&server, &key, "flaky").await;
-    get(
-        &server,
-        &key,
-        &format!("/api/workflows/resume-workflow?workflowId={succeeded_one}"),
-    )
-    .await
-    .assert_error(409, "CONFLICT");
+    let succeeded_one = server.execution_of(&key, "flaky").await;
+    server
+        .get(
+            &key,
+            &format!("/api/workflows/resume-workflow?workflowId={succeeded_one}"),
+        )
+        .await
+        .assert_error(409, "CONFLICT");
 
     // Fixed: resume re-runs the failed step and the execution succeeds.
     receiver.answer_always(Answer::Ok);
     let before = receiver.count();
-    let resumed = get(
-        &server,
-        &key,
-        &format!("/api/workflows/resume-workflow?workflowId={id}"),
-    )
-    .await;
+    let resumed = server
+        .get(
+            &key,
+            &format!("/api/workflows/resume-workflow?workflowId={id}"),
+        )
+        .await;
     assert_eq!(resumed.assert_ok(200)["resumed"][0], id);
-    let done = execution_in(&server, &key, &id, "succeeded").await;
+    let done = server.execution_in(&key, &id, "succeeded").await;
     assert_eq!(
         done["steps"][0]["attempts"]
             .as_array()
@@ -337,17 +275,18 @@ async fn retries_then_pause_then_resume(db: Db) {
     )
     .await
     .assert_error(409, "CONFLICT");
-    get(
-        &server,
-        &key,
-        &format!(
-            "/api/workflows/resume-workflow?workflowId={}",
-            uuid::Uuid::now_v7()
-        ),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
-    get(&server, &key, "/api/workflows/resume-workflow")
+    server
+        .get(
+            &key,
+            &format!(
+                "/api/workflows/resume-workflow?workflowId={}",
+                uuid::Uuid::now_v7()
+            ),
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key, "/api/workflows/resume-workflow")
         .await
         .assert_error(400, "VALIDATION_ERROR");
     server.stop().await;
@@ -360,53 +299,45 @@ async fn toggle_pauses_and_resumes_in_flight_executions(db: Db) {
     let steps = json!({"actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": receiver.url}]});
     let workflow = webhook_workflow(&server, &key, "order_paid", &receiver.url, steps).await;
 
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("slow", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
-    let id = execution_of(&server, &key, "slow").await;
-    let waiting = execution_in(&server, &key, &id, "waiting").await;
+    server
+        .post(&key, "/api/events", &order_event("slow", "paid", 10.0))
+        .await
+        .assert_ok(202);
+    let id = server.execution_of(&key, "slow").await;
+    let waiting = server.execution_in(&key, &id, "waiting").await;
     assert_eq!(waiting["steps"][0]["status"], "succeeded");
     assert_eq!(waiting["steps"][1]["status"], "queued");
 
-    let off = get(
-        &server,
-        &key,
-        &format!("/api/workflows/configured/{workflow}/toggle"),
-    )
-    .await;
+    let off = server
+        .get(
+            &key,
+            &format!("/api/workflows/configured/{workflow}/toggle"),
+        )
+        .await;
     assert_eq!(off.assert_ok(200)["isActive"], false);
-    let paused = execution_in(&server, &key, &id, "paused").await;
+    let paused = server.execution_in(&key, &id, "paused").await;
     assert_eq!(paused["pauseReason"], "workflow_disabled");
     assert_eq!(receiver.count(), 0);
 
     // While off, new events match nothing.
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("while-off", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
+    server
+        .post(&key, "/api/events", &order_event("while-off", "paid", 10.0))
+        .await
+        .assert_ok(202);
     let event = eventually(&server, &key, "/api/events/while-off", WAIT, |e| {
         e["state"] == "processed"
     })
     .await;
     assert_eq!(event["executions"], json!([]));
 
-    let on = get(
-        &server,
-        &key,
-        &format!("/api/workflows/configured/{workflow}/toggle"),
-    )
-    .await;
+    let on = server
+        .get(
+            &key,
+            &format!("/api/workflows/configured/{workflow}/toggle"),
+        )
+        .await;
     assert_eq!(on.assert_ok(200)["isActive"], true);
-    execution_in(&server, &key, &id, "succeeded").await;
+    server.execution_in(&key, &id, "succeeded").await;
     assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
     server.stop().await;
 }
@@ -417,48 +348,32 @@ async fn cancel_stops_an_execution(db: Db) {
     let receiver = Receiver::start().await;
     let steps = json!({"actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": receiver.url}]});
     let workflow = webhook_workflow(&server, &key, "order_paid", &receiver.url, steps).await;
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("c1", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
-    let id = execution_of(&server, &key, "c1").await;
-    execution_in(&server, &key, &id, "waiting").await;
-    let cancelled = post(
-        &server,
-        &key,
-        &format!("/api/executions/{id}/cancel"),
-        &json!({}),
-    )
-    .await;
+    server
+        .post(&key, "/api/events", &order_event("c1", "paid", 10.0))
+        .await
+        .assert_ok(202);
+    let id = server.execution_of(&key, "c1").await;
+    server.execution_in(&key, &id, "waiting").await;
+    let cancelled = server
+        .post(&key, &format!("/api/executions/{id}/cancel"), &json!({}))
+        .await;
     assert_eq!(cancelled.assert_ok(200)["status"], "cancelled");
-    post(
-        &server,
-        &key,
-        &format!("/api/executions/{id}/cancel"),
-        &json!({}),
-    )
-    .await
-    .assert_error(409, "CONFLICT");
+    server
+        .post(&key, &format!("/api/executions/{id}/cancel"), &json!({}))
+        .await
+        .assert_error(409, "CONFLICT");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(receiver.count(), 0, "a cancelled execution went on");
-    let after = get(&server, &key, &format!("/api/executions/{id}")).await;
+    let after = server.get(&key, &format!("/api/executions/{id}")).await;
     assert_eq!(after.assert_ok(200)["status"], "cancelled");
 
     // Deleting a workflow cancels its in-flight executions.
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("c2", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
-    let id2 = execution_of(&server, &key, "c2").await;
-    execution_in(&server, &key, &id2, "waiting").await;
+    server
+        .post(&key, "/api/events", &order_event("c2", "paid", 10.0))
+        .await
+        .assert_ok(202);
+    let id2 = server.execution_of(&key, "c2").await;
+    server.execution_in(&key, &id2, "waiting").await;
     send(
         server
             .http
@@ -467,7 +382,7 @@ async fn cancel_stops_an_execution(db: Db) {
     )
     .await
     .assert_ok(200);
-    execution_in(&server, &key, &id2, "cancelled").await;
+    server.execution_in(&key, &id2, "cancelled").await;
     server.stop().await;
 }
 
@@ -477,42 +392,38 @@ async fn chains_stop_before_a_loop(db: Db) {
     // A: order_paid → status "fulfilled" (emits order_status_changed and order_fulfilled).
     // B: order_status_changed → status "paid" (emits order_status_changed and order_paid),
     //    which would start A again for the same order: refused.
-    let a = post(
-        &server,
-        &key,
-        "/api/workflows/configure",
-        &json!({
+    let a = server
+        .post(
+            &key,
+            "/api/workflows/configure",
+            &json!({
         "name": "A", "entityType": "Order", "triggerId": "order_paid",
         "action": {"type": "update_status", "status": "fulfilled"}}),
-    )
-    .await
-    .assert_ok(201)["guid"]
+        )
+        .await
+        .assert_ok(201)["guid"]
         .clone();
-    let b = post(
-        &server,
-        &key,
-        "/api/workflows/configure",
-        &json!({
+    let b = server
+        .post(
+            &key,
+            "/api/workflows/configure",
+            &json!({
         "name": "B", "entityType": "Order", "triggerId": "order_status_changed",
         "conditions": {"status": "fulfilled"},
         "action": {"type": "update_status", "status": "paid"}}),
-    )
-    .await
-    .assert_ok(201)["guid"]
+        )
+        .await
+        .assert_ok(201)["guid"]
         .clone();
 
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("loop-1", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
+    server
+        .post(&key, "/api/events", &order_event("loop-1", "paid", 10.0))
+        .await
+        .assert_ok(202);
     // Wait until the chain settles: A ran once, B ran once, A's second start was refused.
     let deadline = std::time::Instant::now() + WAIT;
     let refused = loop {
-        let events = get(&server, &key, "/api/events?limit=50").await;
+        let events = server.get(&key, "/api/events?limit=50").await;
         let events = events.assert_ok(200).as_array().expect("events").clone();
         let refused: Vec<Value> = events
             .iter()
@@ -537,28 +448,25 @@ async fn chains_stop_before_a_loop(db: Db) {
             .contains("already ran"),
         "{refused:?}"
     );
-    let runs_of_a = get(
-        &server,
-        &key,
-        &format!("/api/executions?workflowId={}", a.as_str().expect("a")),
-    )
-    .await;
+    let runs_of_a = server
+        .get(
+            &key,
+            &format!("/api/executions?workflowId={}", a.as_str().expect("a")),
+        )
+        .await;
     assert_eq!(runs_of_a.assert_ok(200).as_array().expect("list").len(), 1);
-    let runs_of_b = get(
-        &server,
-        &key,
-        &format!("/api/executions?workflowId={}", b.as_str().expect("b")),
-    )
-    .await;
+    let runs_of_b = server
+        .get(
+            &key,
+            &format!("/api/executions?workflowId={}", b.as_str().expect("b")),
+        )
+        .await;
     assert_eq!(runs_of_b.assert_ok(200).as_array().expect("list").len(), 1);
 
     // Emitted events carry their cause and depth.
-    let events = get(
-        &server,
-        &key,
-        "/api/events?entityType=Order&trigger=order_fulfilled",
-    )
-    .await;
+    let events = server
+        .get(&key, "/api/events?entityType=Order&trigger=order_fulfilled")
+        .await;
     let fulfilled = events.assert_ok(200)[0].clone();
     assert_eq!(fulfilled["depth"], 1);
     assert!(fulfilled["causationId"].is_string());
@@ -574,26 +482,23 @@ async fn executions_finish_on_their_version(db: Db) {
     let new = Receiver::start().await;
     let steps = json!({"actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": old.url}]});
     let workflow = webhook_workflow(&server, &key, "order_paid", &old.url, steps).await;
-    post(
-        &server,
-        &key,
-        "/api/events",
-        &order_event("v1", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
-    let id = execution_of(&server, &key, "v1").await;
-    execution_in(&server, &key, &id, "waiting").await;
+    server
+        .post(&key, "/api/events", &order_event("v1", "paid", 10.0))
+        .await
+        .assert_ok(202);
+    let id = server.execution_of(&key, "v1").await;
+    server.execution_in(&key, &id, "waiting").await;
 
     let update = json!({"guid": workflow, "name": "v2", "entityType": "Order", "triggerId": "order_paid",
         "actions": [{"type": "delay", "duration": "2s"}, {"type": "webhook", "url": new.url}]});
     assert_eq!(
-        post(&server, &key, "/api/workflows/configure", &update)
+        server
+            .post(&key, "/api/workflows/configure", &update)
             .await
             .assert_ok(200)["version"],
         2
     );
-    let done = execution_in(&server, &key, &id, "succeeded").await;
+    let done = server.execution_in(&key, &id, "succeeded").await;
     assert_eq!(done["workflowVersion"], 1);
     assert_eq!(old.count(), 1);
     assert_eq!(new.count(), 0);
@@ -609,13 +514,13 @@ async fn dry_run_and_backtest_send_nothing(db: Db) {
         "action": {"type": "webhook", "url": receiver.url, "headers": {"X-Order": "{{ entity.id }}-{{ entity.total }}"}}});
     let mut event = order_event("dry-1", "paid", 150.0);
     event["data"]["id"] = json!("ord_1001");
-    let answer = post(
-        &server,
-        &key,
-        "/api/workflows/test",
-        &json!({"workflow": workflow, "event": event}),
-    )
-    .await;
+    let answer = server
+        .post(
+            &key,
+            "/api/workflows/test",
+            &json!({"workflow": workflow, "event": event}),
+        )
+        .await;
     let data = answer.assert_ok(200);
     assert_eq!(data["matched"], true);
     assert_eq!(data["conditions"][0]["holds"], true);
@@ -627,44 +532,44 @@ async fn dry_run_and_backtest_send_nothing(db: Db) {
     assert_eq!(data["actions"][0]["params"]["secret"], "****");
 
     event["data"]["total"] = json!(50);
-    let answer = post(
-        &server,
-        &key,
-        "/api/workflows/test",
-        &json!({"workflow": workflow, "event": event}),
-    )
-    .await;
+    let answer = server
+        .post(
+            &key,
+            "/api/workflows/test",
+            &json!({"workflow": workflow, "event": event}),
+        )
+        .await;
     assert_eq!(answer.assert_ok(200)["matched"], false);
 
     // Backtest over stored events of the trigger (no workflow listens, so nothing runs).
     for (i, total) in [150.0, 50.0, 300.0].iter().enumerate() {
-        post(
-            &server,
-            &key,
-            "/api/events",
-            &order_event(&format!("bt-{i}"), "paid", *total),
-        )
-        .await
-        .assert_ok(202);
+        server
+            .post(
+                &key,
+                "/api/events",
+                &order_event(&format!("bt-{i}"), "paid", *total),
+            )
+            .await
+            .assert_ok(202);
     }
-    let guid = post(
-        &server,
-        &key,
-        "/api/workflows/configure",
-        &json!({"name": "bt", "entityType": "Order",
+    let guid = server
+        .post(
+            &key,
+            "/api/workflows/configure",
+            &json!({"name": "bt", "entityType": "Order",
         "triggerId": "order_paid", "isActive": false, "condition": "entity.total > 100",
         "action": {"type": "webhook", "url": receiver.url}}),
-    )
-    .await
-    .assert_ok(201)["guid"]
+        )
+        .await
+        .assert_ok(201)["guid"]
         .clone();
-    let backtest = post(
-        &server,
-        &key,
-        "/api/workflows/test",
-        &json!({"guid": guid, "backtest": {"limit": 500}}),
-    )
-    .await;
+    let backtest = server
+        .post(
+            &key,
+            "/api/workflows/test",
+            &json!({"guid": guid, "backtest": {"limit": 500}}),
+        )
+        .await;
     let data = backtest.assert_ok(200);
     assert_eq!(data["evaluated"], 3);
     assert_eq!(data["matched"], 2);
@@ -676,25 +581,26 @@ async fn dry_run_and_backtest_send_nothing(db: Db) {
         2
     );
 
-    post(&server, &key, "/api/workflows/test", &json!({"guid": guid}))
+    server
+        .post(&key, "/api/workflows/test", &json!({"guid": guid}))
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    post(
-        &server,
-        &key,
-        "/api/workflows/test",
-        &json!({"guid": guid, "backtest": {"limit": 0}}),
-    )
-    .await
-    .assert_error(400, "VALIDATION_ERROR");
-    post(
-        &server,
-        &key,
-        "/api/workflows/test",
-        &json!({"guid": uuid::Uuid::now_v7(), "backtest": {}}),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
+    server
+        .post(
+            &key,
+            "/api/workflows/test",
+            &json!({"guid": guid, "backtest": {"limit": 0}}),
+        )
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    server
+        .post(
+            &key,
+            "/api/workflows/test",
+            &json!({"guid": uuid::Uuid::now_v7(), "backtest": {}}),
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.count(), 0, "a dry run sent something");
     server.stop().await;
@@ -706,54 +612,44 @@ async fn events_and_executions_are_tenant_scoped(db: Db) {
     let (_, key_b) = server.tenant("B").await;
     let receiver = Receiver::start().await;
     webhook_workflow(&server, &key_a, "order_paid", &receiver.url, json!({})).await;
-    post(
-        &server,
-        &key_a,
-        "/api/events",
-        &order_event("iso-1", "paid", 10.0),
-    )
-    .await
-    .assert_ok(202);
-    let id = execution_of(&server, &key_a, "iso-1").await;
-    execution_in(&server, &key_a, &id, "succeeded").await;
+    server
+        .post(&key_a, "/api/events", &order_event("iso-1", "paid", 10.0))
+        .await
+        .assert_ok(202);
+    let id = server.execution_of(&key_a, "iso-1").await;
+    server.execution_in(&key_a, &id, "succeeded").await;
 
-    get(&server, &key_b, "/api/events/iso-1")
+    server
+        .get(&key_b, "/api/events/iso-1")
         .await
         .assert_error(404, "NOT_FOUND");
-    get(&server, &key_b, &format!("/api/executions/{id}"))
+    server
+        .get(&key_b, &format!("/api/executions/{id}"))
         .await
         .assert_error(404, "NOT_FOUND");
-    post(
-        &server,
-        &key_b,
-        &format!("/api/executions/{id}/cancel"),
-        &json!({}),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
-    get(
-        &server,
-        &key_b,
-        &format!("/api/workflows/resume-workflow?workflowId={id}"),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
+    server
+        .post(&key_b, &format!("/api/executions/{id}/cancel"), &json!({}))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    server
+        .get(
+            &key_b,
+            &format!("/api/workflows/resume-workflow?workflowId={id}"),
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
     assert_eq!(
-        get(&server, &key_b, "/api/executions").await.assert_ok(200),
+        server.get(&key_b, "/api/executions").await.assert_ok(200),
         &json!([])
     );
     assert_eq!(
-        get(&server, &key_b, "/api/events").await.assert_ok(200),
+        server.get(&key_b, "/api/events").await.assert_ok(200),
         &json!([])
     );
     // Tenant B's event with the same eventId is its own.
-    let b = post(
-        &server,
-        &key_b,
-        "/api/events",
-        &order_event("iso-1", "paid", 10.0),
-    )
-    .await;
+    let b = server
+        .post(&key_b, "/api/events", &order_event("iso-1", "paid", 10.0))
+        .await;
     assert_eq!(b.assert_ok(202)["duplicate"], false);
     server.stop().await;
 }
@@ -772,31 +668,33 @@ async fn bad_events_are_refused(db: Db) {
         json!({"entityType": "Order", "trigger": "order_paid", "entityId": "x", "extra": 1}),
     ];
     for body in cases {
-        post(&server, &key, "/api/events", &body)
+        server
+            .post(&key, "/api/events", &body)
             .await
             .assert_error(400, "VALIDATION_ERROR");
     }
     assert_eq!(
-        get(&server, &key, "/api/events").await.assert_ok(200),
+        server.get(&key, "/api/events").await.assert_ok(200),
         &json!([])
     );
-    get(&server, &key, "/api/executions?status=weird")
+    server
+        .get(&key, "/api/executions?status=weird")
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    get(&server, &key, "/api/executions?workflowId=nope")
+    server
+        .get(&key, "/api/executions?workflowId=nope")
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    get(&server, &key, "/api/executions/nope")
+    server
+        .get(&key, "/api/executions/nope")
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    get(
-        &server,
-        &key,
-        &format!("/api/executions/{}", uuid::Uuid::now_v7()),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
-    get(&server, &key, "/api/events/unknown-event")
+    server
+        .get(&key, &format!("/api/executions/{}", uuid::Uuid::now_v7()))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key, "/api/events/unknown-event")
         .await
         .assert_error(404, "NOT_FOUND");
     server.stop().await;

@@ -2,7 +2,7 @@
 //! trigger catalog, workflow CRUD with versions and ETags, validation, pagination, isolation.
 
 use serde_json::{Value, json};
-use switchyard_tests::{Db, Reply, TestServer, on_both_databases, send};
+use switchyard_tests::{Db, TestServer, on_both_databases, send};
 
 on_both_databases! {
     operational_endpoints_answer => operational_endpoints_answer;
@@ -25,28 +25,13 @@ fn delivery_workflow() -> Value {
     })
 }
 
-async fn get(server: &TestServer, key: &str, path: &str) -> Reply {
-    send(server.http.get(server.url(path)).bearer_auth(key)).await
-}
-
-async fn post(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
-    send(
-        server
-            .http
-            .post(server.url(path))
-            .bearer_auth(key)
-            .json(body),
-    )
-    .await
-}
-
 async fn configured_count(server: &TestServer, key: &str, entity: &str) -> usize {
-    let reply = get(
-        server,
-        key,
-        &format!("/api/workflows/{entity}/configured?limit=200"),
-    )
-    .await;
+    let reply = server
+        .get(
+            key,
+            &format!("/api/workflows/{entity}/configured?limit=200"),
+        )
+        .await;
     reply.assert_ok(200).as_array().map(Vec::len).unwrap_or(0)
 }
 
@@ -177,7 +162,7 @@ async fn auth_is_required_and_checked(db: Db) {
 async fn trigger_catalog_is_stable(db: Db) {
     let server = TestServer::start(db).await;
     let (_, key) = server.tenant("Acme").await;
-    let reply = get(&server, &key, "/api/workflows/triggers/order").await;
+    let reply = server.get(&key, "/api/workflows/triggers/order").await;
     assert_eq!(reply.body["cursor"], Value::Null);
     let triggers = reply.assert_ok(200).as_array().expect("list").clone();
     let codes: Vec<&str> = triggers.iter().filter_map(|t| t["code"].as_str()).collect();
@@ -196,7 +181,7 @@ async fn trigger_catalog_is_stable(db: Db) {
         assert!(t["description"].as_str().is_some_and(|n| !n.is_empty()));
     }
     // Guids are UUID v5 of the code: the same on every deployment, hence on this one twice.
-    let again = get(&server, &key, "/api/workflows/triggers/ORDER").await;
+    let again = server.get(&key, "/api/workflows/triggers/ORDER").await;
     assert_eq!(again.assert_ok(200), &Value::Array(triggers.clone()));
     let paid = triggers
         .iter()
@@ -213,7 +198,9 @@ async fn trigger_catalog_is_stable(db: Db) {
         ("Customer", "customer_created"),
         ("Product", "product_out_of_stock"),
     ] {
-        let list = get(&server, &key, &format!("/api/workflows/triggers/{entity}")).await;
+        let list = server
+            .get(&key, &format!("/api/workflows/triggers/{entity}"))
+            .await;
         assert!(
             list.assert_ok(200)
                 .as_array()
@@ -223,7 +210,8 @@ async fn trigger_catalog_is_stable(db: Db) {
             "{entity}"
         );
     }
-    get(&server, &key, "/api/workflows/triggers/Invoice")
+    server
+        .get(&key, "/api/workflows/triggers/Invoice")
         .await
         .assert_error(400, "VALIDATION_ERROR");
 
@@ -232,11 +220,12 @@ async fn trigger_catalog_is_stable(db: Db) {
         "name": "Paid", "entityType": "Order", "triggerId": guid,
         "action": {"type": "update_status", "status": "processing"}
     });
-    let created = post(&server, &key, "/api/workflows/configure", &body).await;
+    let created = server.post(&key, "/api/workflows/configure", &body).await;
     assert_eq!(created.assert_ok(201)["trigger"], "order_paid");
     assert_eq!(created.body["data"]["triggerId"], guid);
     body["triggerId"] = json!(guid.to_uppercase());
-    post(&server, &key, "/api/workflows/configure", &body)
+    server
+        .post(&key, "/api/workflows/configure", &body)
         .await
         .assert_ok(201);
     server.stop().await;
@@ -246,13 +235,9 @@ async fn workflow_lifecycle_with_versions_and_etags(db: Db) {
     let server = TestServer::start(db).await;
     let (_, key) = server.tenant("Acme").await;
 
-    let created = post(
-        &server,
-        &key,
-        "/api/workflows/configure",
-        &delivery_workflow(),
-    )
-    .await;
+    let created = server
+        .post(&key, "/api/workflows/configure", &delivery_workflow())
+        .await;
     let record = created.assert_ok(201).clone();
     let guid = record["guid"].as_str().expect("guid").to_owned();
     assert_eq!(created.header("etag"), Some("\"1\""));
@@ -276,11 +261,13 @@ async fn workflow_lifecycle_with_versions_and_etags(db: Db) {
         7
     );
 
-    let one = get(&server, &key, &format!("/api/workflows/configured/{guid}")).await;
+    let one = server
+        .get(&key, &format!("/api/workflows/configured/{guid}"))
+        .await;
     assert_eq!(one.assert_ok(200), &record);
     assert_eq!(one.header("etag"), Some("\"1\""));
 
-    let listed = get(&server, &key, "/api/workflows/shipment/configured").await;
+    let listed = server.get(&key, "/api/workflows/shipment/configured").await;
     assert_eq!(listed.assert_ok(200).as_array().expect("list").len(), 1);
     assert_eq!(listed.body["cursor"], Value::Null);
     assert_eq!(configured_count(&server, &key, "Order").await, 0);
@@ -316,21 +303,20 @@ async fn workflow_lifecycle_with_versions_and_etags(db: Db) {
     )
     .await;
     stale.assert_error(409, "CONFLICT");
-    let now = get(&server, &key, &format!("/api/workflows/configured/{guid}")).await;
+    let now = server
+        .get(&key, &format!("/api/workflows/configured/{guid}"))
+        .await;
     assert_eq!(now.assert_ok(200)["name"], "Delivered: close it");
 
     // Without If-Match the update applies (seed-001 clients do not send it).
-    let blind = post(&server, &key, "/api/workflows/configure", &update).await;
+    let blind = server.post(&key, "/api/workflows/configure", &update).await;
     assert_eq!(blind.assert_ok(200)["version"], 3);
     assert_eq!(blind.body["data"]["name"], "Stale write");
 
     // Toggle off by GET, on by POST.
-    let off = get(
-        &server,
-        &key,
-        &format!("/api/workflows/configured/{guid}/toggle"),
-    )
-    .await;
+    let off = server
+        .get(&key, &format!("/api/workflows/configured/{guid}/toggle"))
+        .await;
     assert_eq!(
         off.assert_ok(200),
         &json!({"guid": guid, "isActive": false})
@@ -347,7 +333,8 @@ async fn workflow_lifecycle_with_versions_and_etags(db: Db) {
     // An update naming a guid that does not exist is 404.
     let mut ghost = delivery_workflow();
     ghost["guid"] = json!(uuid::Uuid::now_v7());
-    post(&server, &key, "/api/workflows/configure", &ghost)
+    server
+        .post(&key, "/api/workflows/configure", &ghost)
         .await
         .assert_error(404, "NOT_FOUND");
 
@@ -361,16 +348,14 @@ async fn workflow_lifecycle_with_versions_and_etags(db: Db) {
     .await;
     assert_eq!(deleted.status, 200);
     assert_eq!(deleted.body, json!({"success": true}));
-    get(&server, &key, &format!("/api/workflows/configured/{guid}"))
+    server
+        .get(&key, &format!("/api/workflows/configured/{guid}"))
         .await
         .assert_error(404, "NOT_FOUND");
-    get(
-        &server,
-        &key,
-        &format!("/api/workflows/configured/{guid}/toggle"),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key, &format!("/api/workflows/configured/{guid}/toggle"))
+        .await
+        .assert_error(404, "NOT_FOUND");
     send(
         server
             .http
@@ -478,7 +463,7 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
         ),
     ];
     for (what, body) in cases {
-        let reply = post(&server, &key, "/api/workflows/configure", &body).await;
+        let reply = server.post(&key, "/api/workflows/configure", &body).await;
         assert_eq!(reply.status, 400, "{what}: {:?}", reply.body);
         reply.assert_error(400, "VALIDATION_ERROR");
     }
@@ -486,7 +471,9 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
     // A condition that does not compile: Rhai's message with its position.
     let bad_rhai = json!({"name": "x", "entityType": "Order", "triggerId": "order_paid",
         "action": {"type": "update_status", "status": "x"}, "condition": "entity.total >"});
-    let reply = post(&server, &key, "/api/workflows/configure", &bad_rhai).await;
+    let reply = server
+        .post(&key, "/api/workflows/configure", &bad_rhai)
+        .await;
     reply.assert_error(400, "VALIDATION_ERROR");
     assert_eq!(reply.body["error"]["details"]["field"], "condition");
     assert!(
@@ -507,7 +494,8 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
     for source in ["secrets.key == 1", "eval(\"1\") == 1"] {
         let mut body = bad_rhai.clone();
         body["condition"] = json!(source);
-        post(&server, &key, "/api/workflows/configure", &body)
+        server
+            .post(&key, "/api/workflows/configure", &body)
             .await
             .assert_error(400, "VALIDATION_ERROR");
     }
@@ -517,7 +505,7 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
         let mut body = bad_rhai.clone();
         body["condition"] = json!(source);
         let started = std::time::Instant::now();
-        let reply = post(&server, &key, "/api/workflows/configure", &body).await;
+        let reply = server.post(&key, "/api/workflows/configure", &body).await;
         reply.assert_error(400, "VALIDATION_ERROR");
         assert!(
             started.elapsed() < std::time::Duration::from_secs(5),
@@ -527,21 +515,20 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
 
     // A body over 1 MiB.
     let huge = json!({"name": "x".repeat(1_100_000), "entityType": "Order", "triggerId": "order_paid", "action": {"type": "update_status", "status": "x"}});
-    post(&server, &key, "/api/workflows/configure", &huge)
+    server
+        .post(&key, "/api/workflows/configure", &huge)
         .await
         .assert_error(413, "PAYLOAD_TOO_LARGE");
 
     // Bad path and query parameters.
-    get(&server, &key, "/api/workflows/configured/not-a-uuid")
+    server
+        .get(&key, "/api/workflows/configured/not-a-uuid")
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    get(
-        &server,
-        &key,
-        "/api/workflows/Order/configured?managed=maybe",
-    )
-    .await
-    .assert_error(400, "VALIDATION_ERROR");
+    server
+        .get(&key, "/api/workflows/Order/configured?managed=maybe")
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     let send_if_match = send(
         server
             .http
@@ -571,7 +558,8 @@ async fn pagination_reaches_the_end(db: Db) {
         let mut body = delivery_workflow();
         body["name"] = json!(format!("wf {i}"));
         created.push(
-            post(&server, &key, "/api/workflows/configure", &body)
+            server
+                .post(&key, "/api/workflows/configure", &body)
                 .await
                 .assert_ok(201)["guid"]
                 .clone(),
@@ -585,7 +573,7 @@ async fn pagination_reaches_the_end(db: Db) {
             Some(c) => format!("/api/workflows/Shipment/configured?limit=3&cursor={c}"),
             None => "/api/workflows/Shipment/configured?limit=3".to_owned(),
         };
-        let reply = get(&server, &key, &path).await;
+        let reply = server.get(&key, &path).await;
         let items = reply.assert_ok(200).as_array().expect("list").clone();
         pages += 1;
         seen.extend(items.iter().map(|w| w["guid"].clone()));
@@ -605,13 +593,10 @@ async fn pagination_reaches_the_end(db: Db) {
         "cursor=%%%",
         "cursor=bm90LWEtY3Vyc29y",
     ] {
-        get(
-            &server,
-            &key,
-            &format!("/api/workflows/Shipment/configured?{bad}"),
-        )
-        .await
-        .assert_error(400, "VALIDATION_ERROR");
+        server
+            .get(&key, &format!("/api/workflows/Shipment/configured?{bad}"))
+            .await
+            .assert_error(400, "VALIDATION_ERROR");
     }
     server.stop().await;
 }
@@ -620,32 +605,22 @@ async fn tenants_are_isolated(db: Db) {
     let server = TestServer::start(db).await;
     let (_, key_a) = server.tenant("A").await;
     let (_, key_b) = server.tenant("B").await;
-    let created = post(
-        &server,
-        &key_a,
-        "/api/workflows/configure",
-        &delivery_workflow(),
-    )
-    .await;
+    let created = server
+        .post(&key_a, "/api/workflows/configure", &delivery_workflow())
+        .await;
     let guid = created.assert_ok(201)["guid"]
         .as_str()
         .expect("guid")
         .to_owned();
 
-    get(
-        &server,
-        &key_b,
-        &format!("/api/workflows/configured/{guid}"),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
-    get(
-        &server,
-        &key_b,
-        &format!("/api/workflows/configured/{guid}/toggle"),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key_b, &format!("/api/workflows/configured/{guid}"))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key_b, &format!("/api/workflows/configured/{guid}/toggle"))
+        .await
+        .assert_error(404, "NOT_FOUND");
     send(
         server
             .http
@@ -665,18 +640,16 @@ async fn tenants_are_isolated(db: Db) {
     let mut hijack = delivery_workflow();
     hijack["guid"] = json!(guid);
     hijack["name"] = json!("hijacked");
-    post(&server, &key_b, "/api/workflows/configure", &hijack)
+    server
+        .post(&key_b, "/api/workflows/configure", &hijack)
         .await
         .assert_error(404, "NOT_FOUND");
     assert_eq!(configured_count(&server, &key_b, "Shipment").await, 0);
 
     // A's workflow is untouched by all of that.
-    let mine = get(
-        &server,
-        &key_a,
-        &format!("/api/workflows/configured/{guid}"),
-    )
-    .await;
+    let mine = server
+        .get(&key_a, &format!("/api/workflows/configured/{guid}"))
+        .await;
     let data = mine.assert_ok(200);
     assert_eq!(data["name"], "Customer Delivery Notification");
     assert_eq!(data["isActive"], true);
@@ -693,7 +666,7 @@ async fn rate_limit_answers_429_with_retry_after(db: Db) {
     let mut statuses = Vec::new();
     let mut limited = None;
     for _ in 0..4 {
-        let reply = get(&server, &key, path).await;
+        let reply = server.get(&key, path).await;
         statuses.push(reply.status);
         if reply.status == 429 {
             limited = Some(reply);
@@ -708,6 +681,6 @@ async fn rate_limit_answers_429_with_retry_after(db: Db) {
         .expect("seconds");
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     // Another tenant has its own bucket.
-    get(&server, &other, path).await.assert_ok(200);
+    server.get(&other, path).await.assert_ok(200);
     server.stop().await;
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use switchyard::{App, Roles};
 use switchyard_tests::receiver::Receiver;
-use switchyard_tests::{Db, Reply, TestDb, TestServer, eventually, on_both_databases, send};
+use switchyard_tests::{Db, Reply, TestDb, TestServer, WAIT, eventually, on_both_databases, send};
 
 on_both_databases! {
     configure_verifies_and_hides_credentials => configure_verifies_and_hides_credentials;
@@ -23,8 +23,6 @@ on_both_databases! {
     integrations_are_tenant_scoped => integrations_are_tenant_scoped;
     rotate_master_key_reencrypts_every_secret => rotate_master_key_reencrypts_every_secret;
 }
-
-const WAIT: Duration = Duration::from_secs(20);
 
 /// Test credentials. The two secrets are the fixtures' (shared/fixtures/*/HEADERS.md), so their
 /// precomputed signatures verify.
@@ -141,23 +139,10 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(&file).unwrap_or_else(|e| panic!("fixture {}: {e}", file.display()))
 }
 
-async fn post(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
-    send(
-        server
-            .http
-            .post(server.url(path))
-            .bearer_auth(key)
-            .json(body),
-    )
-    .await
-}
-
-async fn get_path(server: &TestServer, key: &str, path: &str) -> Reply {
-    send(server.http.get(server.url(path)).bearer_auth(key)).await
-}
-
 async fn configure(server: &TestServer, key: &str, body: Value) -> Reply {
-    post(server, key, "/api/integrations/provider/configure", &body).await
+    server
+        .post(key, "/api/integrations/provider/configure", &body)
+        .await
 }
 
 fn shopify_body(store: &str) -> Value {
@@ -269,16 +254,16 @@ async fn webhook_workflow(
     trigger: &str,
     url: &str,
 ) -> String {
-    let reply = post(
-        server,
-        key,
-        "/api/workflows/configure",
-        &json!({
-            "name": format!("notify {trigger}"), "entityType": entity, "triggerId": trigger,
-            "action": {"type": "webhook", "url": url}
-        }),
-    )
-    .await;
+    let reply = server
+        .post(
+            key,
+            "/api/workflows/configure",
+            &json!({
+                "name": format!("notify {trigger}"), "entityType": entity, "triggerId": trigger,
+                "action": {"type": "webhook", "url": url}
+            }),
+        )
+        .await;
     reply.assert_ok(201)["guid"]
         .as_str()
         .expect("guid")
@@ -286,7 +271,8 @@ async fn webhook_workflow(
 }
 
 async fn event_count(server: &TestServer, key: &str) -> usize {
-    get_path(server, key, "/api/events?limit=200")
+    server
+        .get(key, "/api/events?limit=200")
         .await
         .assert_ok(200)
         .as_array()
@@ -341,7 +327,7 @@ async fn configure_verifies_and_hides_credentials(db: Db) {
     let (_, key) = server.tenant("Acme").await;
     let store = fake_store().await;
 
-    let catalog = get_path(&server, &key, "/api/integrations/providers").await;
+    let catalog = server.get(&key, "/api/integrations/providers").await;
     let catalog = catalog.assert_ok(200).as_array().expect("list").clone();
     let codes: Vec<_> = catalog.iter().map(|p| p["code"].clone()).collect();
     assert_eq!(
@@ -450,7 +436,7 @@ async fn configure_verifies_and_hides_credentials(db: Db) {
     reply.assert_error(400, "VALIDATION_ERROR");
 
     // Listed without secrets: at most the last 4 characters of the key.
-    let listed = get_path(&server, &key, "/api/integrations").await;
+    let listed = server.get(&key, "/api/integrations").await;
     let data = listed.assert_ok(200).as_array().expect("list").clone();
     assert_eq!(data.len(), 3);
     assert_eq!(listed.body["cursor"], Value::Null);
@@ -486,12 +472,12 @@ async fn configure_verifies_and_hides_credentials(db: Db) {
     .await;
 
     // A disabled integration does not block configuring the store again.
-    let disabled = get_path(
-        &server,
-        &key,
-        &format!("/api/integrations/provider/disable/{shopify_guid}"),
-    )
-    .await;
+    let disabled = server
+        .get(
+            &key,
+            &format!("/api/integrations/provider/disable/{shopify_guid}"),
+        )
+        .await;
     assert_eq!(disabled.assert_ok(200)["status"], "disabled");
     configure(&server, &key, shopify_body(&store))
         .await
@@ -605,12 +591,12 @@ async fn shopify_webhooks_become_events(db: Db) {
     )
     .await;
     assert_eq!(ingested(&reply), [("shopify:wh-create-1".to_owned(), true)]);
-    let executions = get_path(
-        &server,
-        &key,
-        &format!("/api/executions?workflowId={order_workflow}"),
-    )
-    .await;
+    let executions = server
+        .get(
+            &key,
+            &format!("/api/executions?workflowId={order_workflow}"),
+        )
+        .await;
     assert_eq!(executions.assert_ok(200).as_array().map(Vec::len), Some(1));
     assert_eq!(event_count(&server, &key).await, before);
 
@@ -751,20 +737,17 @@ async fn shopify_webhooks_become_events(db: Db) {
     assert_eq!(receiver.count(), 2);
 
     // Disabled: 409. Removed: 404, and gone from the list.
-    let reply = get_path(
-        &server,
-        &key,
-        &format!("/api/integrations/provider/disable/{guid}"),
-    )
-    .await;
+    let reply = server
+        .get(&key, &format!("/api/integrations/provider/disable/{guid}"))
+        .await;
     assert_eq!(reply.assert_ok(200)["status"], "disabled");
-    let reply = post(
-        &server,
-        &key,
-        &format!("/api/integrations/provider/disable/{guid}"),
-        &json!({}),
-    )
-    .await;
+    let reply = server
+        .post(
+            &key,
+            &format!("/api/integrations/provider/disable/{guid}"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(reply.assert_ok(200)["guid"], guid.as_str());
     let reply = shopify_delivery(
         &server,
@@ -776,7 +759,7 @@ async fn shopify_webhooks_become_events(db: Db) {
     )
     .await;
     reply.assert_error(409, "CONFLICT");
-    let listed = get_path(&server, &key, "/api/integrations").await;
+    let listed = server.get(&key, "/api/integrations").await;
     assert_eq!(listed.assert_ok(200)[0]["status"], "disabled");
     let remove = format!("/api/integrations/providers/ecommerce/remove/{guid}");
     let reply = send(server.http.delete(server.url(&remove)).bearer_auth(&key)).await;
@@ -795,7 +778,7 @@ async fn shopify_webhooks_become_events(db: Db) {
     send(server.http.delete(server.url(&remove)).bearer_auth(&key))
         .await
         .assert_error(404, "NOT_FOUND");
-    let listed = get_path(&server, &key, "/api/integrations").await;
+    let listed = server.get(&key, "/api/integrations").await;
     assert_eq!(listed.assert_ok(200).as_array().map(Vec::len), Some(0));
 
     server.stop().await;
@@ -1094,38 +1077,35 @@ async fn integrations_are_tenant_scoped(db: Db) {
         .expect("guid")
         .to_owned();
 
-    get_path(
-        &server,
-        &key_b,
-        &format!("/api/integrations/provider/disable/{guid}"),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
+    server
+        .get(
+            &key_b,
+            &format!("/api/integrations/provider/disable/{guid}"),
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
     let remove = format!("/api/integrations/providers/ecommerce/remove/{guid}");
     send(server.http.delete(server.url(&remove)).bearer_auth(&key_b))
         .await
         .assert_error(404, "NOT_FOUND");
-    let listed = get_path(&server, &key_b, "/api/integrations").await;
+    let listed = server.get(&key_b, "/api/integrations").await;
     assert_eq!(listed.assert_ok(200).as_array().map(Vec::len), Some(0));
-    let listed = get_path(&server, &key_a, "/api/integrations").await;
+    let listed = server.get(&key_a, "/api/integrations").await;
     assert_eq!(listed.assert_ok(200)[0]["status"], "active");
 
     // Unknown ids, malformed ids, missing keys.
     let unknown = uuid::Uuid::new_v4();
-    get_path(
-        &server,
-        &key_a,
-        &format!("/api/integrations/provider/disable/{unknown}"),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
-    get_path(
-        &server,
-        &key_a,
-        "/api/integrations/provider/disable/not-a-uuid",
-    )
-    .await
-    .assert_error(400, "VALIDATION_ERROR");
+    server
+        .get(
+            &key_a,
+            &format!("/api/integrations/provider/disable/{unknown}"),
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key_a, "/api/integrations/provider/disable/not-a-uuid")
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     deliver(&server, &unknown.to_string(), &[], b"{}".to_vec())
         .await
         .assert_error(404, "NOT_FOUND");

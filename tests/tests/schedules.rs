@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_tests::receiver::Receiver;
-use switchyard_tests::{Db, Reply, TestServer, eventually, on_both_databases, send};
+use switchyard_tests::{Db, TestServer, WAIT, eventually, on_both_databases, send};
 
 on_both_databases! {
     every_two_seconds_fires_for_its_own_workflow => every_two_seconds_fires_for_its_own_workflow;
@@ -15,23 +15,6 @@ on_both_databases! {
     a_tick_missed_while_down_is_skipped_and_recorded => a_tick_missed_while_down_is_skipped_and_recorded;
     toggle_update_and_delete_apply_from_the_next_tick => toggle_update_and_delete_apply_from_the_next_tick;
     bad_schedules_are_refused_and_ticks_are_tenant_scoped => bad_schedules_are_refused_and_ticks_are_tenant_scoped;
-}
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn post(server: &TestServer, key: &str, path: &str, body: &Value) -> Reply {
-    send(
-        server
-            .http
-            .post(server.url(path))
-            .bearer_auth(key)
-            .json(body),
-    )
-    .await
-}
-
-async fn get(server: &TestServer, key: &str, path: &str) -> Reply {
-    send(server.http.get(server.url(path)).bearer_auth(key)).await
 }
 
 fn schedule_body(cron: &str, url: &str) -> Value {
@@ -45,13 +28,9 @@ fn schedule_body(cron: &str, url: &str) -> Value {
 }
 
 async fn schedule_workflow(server: &TestServer, key: &str, cron: &str, url: &str) -> String {
-    let reply = post(
-        server,
-        key,
-        "/api/workflows/configure",
-        &schedule_body(cron, url),
-    )
-    .await;
+    let reply = server
+        .post(key, "/api/workflows/configure", &schedule_body(cron, url))
+        .await;
     reply.assert_ok(201)["guid"]
         .as_str()
         .expect("guid")
@@ -59,12 +38,12 @@ async fn schedule_workflow(server: &TestServer, key: &str, cron: &str, url: &str
 }
 
 async fn ticks(server: &TestServer, key: &str, workflow: &str) -> Vec<Value> {
-    let reply = get(
-        server,
-        key,
-        &format!("/api/workflows/configured/{workflow}/ticks?limit=200"),
-    )
-    .await;
+    let reply = server
+        .get(
+            key,
+            &format!("/api/workflows/configured/{workflow}/ticks?limit=200"),
+        )
+        .await;
     reply.assert_ok(200).as_array().expect("ticks").clone()
 }
 
@@ -161,14 +140,14 @@ async fn two_servers_fire_each_tick_once(db: Db) {
 
     // Both schedulers run on every tick for at least 20 s.
     receiver.wait_for(21, Duration::from_secs(45)).await;
-    post(
-        &second,
-        &key,
-        &format!("/api/workflows/configured/{workflow}/toggle"),
-        &json!({}),
-    )
-    .await
-    .assert_ok(200);
+    second
+        .post(
+            &key,
+            &format!("/api/workflows/configured/{workflow}/toggle"),
+            &json!({}),
+        )
+        .await
+        .assert_ok(200);
     assert_no_more_deliveries(&receiver, "the toggle").await;
 
     let delivered = receiver.received();
@@ -202,12 +181,12 @@ async fn two_servers_fire_each_tick_once(db: Db) {
             .expect("matched")
             .len();
     }
-    let executions = get(
-        &first,
-        &key,
-        &format!("/api/executions?workflowId={workflow}&limit=200"),
-    )
-    .await;
+    let executions = first
+        .get(
+            &key,
+            &format!("/api/executions?workflowId={workflow}&limit=200"),
+        )
+        .await;
     let executions = executions.assert_ok(200).as_array().expect("list").len();
     eprintln!(
         "{db:?}: {} ticks fired, {} skipped, {started} started, {executions} executions, {} deliveries",
@@ -301,16 +280,12 @@ async fn toggle_update_and_delete_apply_from_the_next_tick(db: Db) {
     let toggle = format!("/api/workflows/configured/{workflow}/toggle");
     receiver.wait_for(2, Duration::from_secs(6)).await;
 
-    post(&server, &key, &toggle, &json!({}))
-        .await
-        .assert_ok(200);
+    server.post(&key, &toggle, &json!({})).await.assert_ok(200);
     assert_no_more_deliveries(&receiver, "toggle off").await;
 
     // On again: ticks resume, and the ticks of the time it was off are not owed.
     let before = receiver.count();
-    post(&server, &key, &toggle, &json!({}))
-        .await
-        .assert_ok(200);
+    server.post(&key, &toggle, &json!({})).await.assert_ok(200);
     receiver.wait_for(before + 2, Duration::from_secs(6)).await;
     let listed = ticks(&server, &key, &workflow).await;
     assert!(
@@ -321,13 +296,15 @@ async fn toggle_update_and_delete_apply_from_the_next_tick(db: Db) {
     // A new cron applies from the next tick.
     let mut yearly = schedule_body("0 0 0 1 1 *", &receiver.url);
     yearly["guid"] = json!(workflow);
-    post(&server, &key, "/api/workflows/configure", &yearly)
+    server
+        .post(&key, "/api/workflows/configure", &yearly)
         .await
         .assert_ok(200);
     assert_no_more_deliveries(&receiver, "the update to a yearly cron").await;
     let mut every_second = schedule_body("* * * * * *", &receiver.url);
     every_second["guid"] = json!(workflow);
-    post(&server, &key, "/api/workflows/configure", &every_second)
+    server
+        .post(&key, "/api/workflows/configure", &every_second)
         .await
         .assert_ok(200);
     let before = receiver.count();
@@ -344,13 +321,10 @@ async fn toggle_update_and_delete_apply_from_the_next_tick(db: Db) {
     .await;
     deleted.assert_ok(200);
     assert_no_more_deliveries(&receiver, "the delete").await;
-    get(
-        &server,
-        &key,
-        &format!("/api/workflows/configured/{workflow}/ticks"),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key, &format!("/api/workflows/configured/{workflow}/ticks"))
+        .await
+        .assert_error(404, "NOT_FOUND");
     server.stop().await;
 }
 
@@ -360,47 +334,54 @@ async fn bad_schedules_are_refused_and_ticks_are_tenant_scoped(db: Db) {
     let (_, other_key) = server.tenant("Other").await;
     let receiver = Receiver::start().await;
 
-    let reply = post(
-        &server,
-        &key,
-        "/api/workflows/configure",
-        &schedule_body("every day at nine", &receiver.url),
-    )
-    .await;
+    let reply = server
+        .post(
+            &key,
+            "/api/workflows/configure",
+            &schedule_body("every day at nine", &receiver.url),
+        )
+        .await;
     reply.assert_error(400, "VALIDATION_ERROR");
     assert_eq!(reply.body["error"]["details"]["field"], "schedule");
     let mut bad_zone = schedule_body("0 0 9 * * *", &receiver.url);
     bad_zone["schedule"]["timezone"] = json!("Mars/Olympus_Mons");
-    let reply = post(&server, &key, "/api/workflows/configure", &bad_zone).await;
+    let reply = server
+        .post(&key, "/api/workflows/configure", &bad_zone)
+        .await;
     reply.assert_error(400, "VALIDATION_ERROR");
     let mut no_schedule = schedule_body("0 0 9 * * *", &receiver.url);
     no_schedule
         .as_object_mut()
         .expect("object")
         .remove("schedule");
-    let reply = post(&server, &key, "/api/workflows/configure", &no_schedule).await;
+    let reply = server
+        .post(&key, "/api/workflows/configure", &no_schedule)
+        .await;
     reply.assert_error(400, "VALIDATION_ERROR");
 
     let workflow = schedule_workflow(&server, &key, "* * * * * *", &receiver.url).await;
     receiver.wait_for(1, Duration::from_secs(5)).await;
     let path = format!("/api/workflows/configured/{workflow}/ticks");
-    get(&server, &other_key, &path)
+    server
+        .get(&other_key, &path)
         .await
         .assert_error(404, "NOT_FOUND");
-    get(
-        &server,
-        &key,
-        &format!("/api/workflows/configured/{}/ticks", uuid::Uuid::new_v4()),
-    )
-    .await
-    .assert_error(404, "NOT_FOUND");
-    get(&server, &key, "/api/workflows/configured/nope/ticks")
+    server
+        .get(
+            &key,
+            &format!("/api/workflows/configured/{}/ticks", uuid::Uuid::new_v4()),
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
+    server
+        .get(&key, "/api/workflows/configured/nope/ticks")
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    get(&server, &key, &format!("{path}?limit=0"))
+    server
+        .get(&key, &format!("{path}?limit=0"))
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    let one = get(&server, &key, &format!("{path}?limit=1")).await;
+    let one = server.get(&key, &format!("{path}?limit=1")).await;
     assert_eq!(one.assert_ok(200).as_array().expect("list").len(), 1);
     server.stop().await;
 }

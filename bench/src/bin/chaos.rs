@@ -14,7 +14,7 @@
 //! API never answered 500; 1 otherwise.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,21 +70,8 @@ struct Args {
     /// Keep the run's schema, Redis keys and process logs.
     #[arg(long)]
     keep: bool,
-    /// The binary to run (build it with `cargo build --release -p switchyard`).
-    #[arg(long, default_value = "target/release/switchyard")]
-    binary: PathBuf,
-    #[arg(
-        long,
-        env = "SWITCHYARD_TEST_POSTGRES",
-        default_value = "postgres://postgres@127.0.0.1:5432/test"
-    )]
-    postgres_url: String,
-    #[arg(
-        long,
-        env = "SWITCHYARD_TEST_REDIS",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    target: switchyard_bench::Target,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +208,7 @@ async fn pg_ctlcluster(version: &str, action: &str) -> anyhow::Result<()> {
 
 /// Leaves both services running, whatever the run did to them.
 async fn restore_services(args: &Args) {
-    if let Ok(port) = redis_port(&args.redis_url)
+    if let Ok(port) = redis_port(&args.target.redis_url)
         && !redis_up(port).await
     {
         eprintln!("chaos: Redis is down: starting it");
@@ -232,7 +219,7 @@ async fn restore_services(args: &Args) {
             eprintln!("chaos: {e:#}");
         }
     }
-    if !postgres_up(&args.postgres_url).await {
+    if !postgres_up(&args.target.postgres_url).await {
         eprintln!("chaos: PostgreSQL is down: starting it");
         match postgres_version() {
             Ok(version) => {
@@ -240,7 +227,7 @@ async fn restore_services(args: &Args) {
                     eprintln!("chaos: could not start PostgreSQL: {e:#}");
                 }
                 if let Err(e) = wait_until("PostgreSQL", Duration::from_secs(60), || {
-                    postgres_up(&args.postgres_url)
+                    postgres_up(&args.target.postgres_url)
                 })
                 .await
                 {
@@ -452,15 +439,10 @@ async fn main() -> std::process::ExitCode {
 
 /// The whole run; `Ok(false)` when a check failed.
 async fn run(args: Args) -> anyhow::Result<bool> {
-    if !args.binary.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p switchyard` first",
-            args.binary.display()
-        );
-    }
-    let port = redis_port(&args.redis_url)?;
+    args.target.check_binary()?;
+    let port = redis_port(&args.target.redis_url)?;
     let pg_version = postgres_version()?;
-    if !redis_up(port).await || !postgres_up(&args.postgres_url).await {
+    if !redis_up(port).await || !postgres_up(&args.target.postgres_url).await {
         bail!("PostgreSQL and Redis must be running before the chaos run");
     }
 
@@ -474,7 +456,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::create_dir_all(&dir)?;
-    let (schema, database_url) = setup::postgres_schema(&args.postgres_url, "chaos").await?;
+    let (schema, database_url) = setup::postgres_schema(&args.target.postgres_url, "chaos").await?;
     let prefix = format!("chaos_{}", uuid::Uuid::new_v4().simple());
     let mut common: Vec<String> = vec![
         "--allow-private-targets".into(),
@@ -493,7 +475,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     ];
     common.extend(setup::postgres_flags(
         &database_url,
-        &args.redis_url,
+        &args.target.redis_url,
         &prefix,
     ));
     println!(
@@ -516,7 +498,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     if !args.keep {
         // Best effort: the services may be down if the run failed half-way (restored later).
-        let _ = setup::drop_postgres_schema(&args.postgres_url, &schema).await;
+        let _ = setup::drop_postgres_schema(&args.target.postgres_url, &schema).await;
         let _ = run_quiet(
             "redis-cli",
             &[
@@ -547,7 +529,7 @@ async fn chaos(
     redis_port: u16,
     pg_version: &str,
 ) -> anyhow::Result<bool> {
-    let key = setup::create_tenant(&args.binary, common, "chaos").await?;
+    let key = setup::create_tenant(&args.target.binary, common, "chaos").await?;
     let with = |sub: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
         a.extend(["--listen".into(), "127.0.0.1:0".into()]);
@@ -555,7 +537,7 @@ async fn chaos(
         a
     };
     let api = Server::start_logged(
-        &args.binary,
+        &args.target.binary,
         &with(&["serve", "--no-worker"]),
         &dir.join("api.log"),
     )
@@ -564,7 +546,9 @@ async fn chaos(
     let worker_log = |n: usize| dir.join(format!("worker-{n}.log"));
     let mut workers = Vec::new();
     for n in 0..args.workers.max(1) {
-        workers.push(Server::start_logged(&args.binary, &with(&["worker"]), &worker_log(n)).await?);
+        workers.push(
+            Server::start_logged(&args.target.binary, &with(&["worker"]), &worker_log(n)).await?,
+        );
     }
     setup::configure_webhook_workflow(http, &base, &key, "chaos", hook).await?;
 
@@ -681,7 +665,8 @@ async fn chaos(
                 let _ = workers[n].child.wait().await;
                 killed.insert(format!("-{pid}-"), chrono::Utc::now());
                 workers[n] =
-                    Server::start_logged(&args.binary, &with(&["worker"]), &worker_log(n)).await?;
+                    Server::start_logged(&args.target.binary, &with(&["worker"]), &worker_log(n))
+                        .await?;
                 println!(
                     "  {:>5.1} s  kill -9 worker {n} (pid {pid}, {leased} steps leased); restarted",
                     at.as_secs_f64()

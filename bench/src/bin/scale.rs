@@ -77,21 +77,8 @@ struct Args {
     /// Skip the Redis figure.
     #[arg(long)]
     skip_redis: bool,
-    /// The binary to run (build it with `cargo build --release`).
-    #[arg(long, default_value = "target/release/switchyard")]
-    binary: PathBuf,
-    #[arg(
-        long,
-        env = "SWITCHYARD_TEST_POSTGRES",
-        default_value = "postgres://postgres@127.0.0.1:5432/test"
-    )]
-    postgres_url: String,
-    #[arg(
-        long,
-        env = "SWITCHYARD_TEST_REDIS",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    target: switchyard_bench::Target,
 }
 
 /// Every event trigger but `order_paid` (schedule triggers cannot be posted and start the
@@ -573,12 +560,7 @@ fn ticks_per_second() -> f64 {
 
 /// The matching figure: both measurements and the control.
 async fn matching(args: &Args) -> anyhow::Result<()> {
-    if !args.binary.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p switchyard` first",
-            args.binary.display()
-        );
-    }
+    args.target.check_binary()?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(60))
@@ -602,16 +584,16 @@ async fn matching(args: &Args) -> anyhow::Result<()> {
             url
         }
         Mode::Postgres => {
-            let (name, url) = setup::postgres_schema(&args.postgres_url, "scale").await?;
+            let (name, url) = setup::postgres_schema(&args.target.postgres_url, "scale").await?;
             schema = Some(name);
-            common.extend(setup::postgres_flags(&url, &args.redis_url, &prefix));
+            common.extend(setup::postgres_flags(&url, &args.target.redis_url, &prefix));
             url
         }
     };
     let result = matching_on(args, &http, &common, &db_url).await;
     if let Some(schema) = schema {
-        setup::drop_postgres_schema(&args.postgres_url, &schema).await?;
-        delete_prefix(&args.redis_url, &prefix).await?;
+        setup::drop_postgres_schema(&args.target.postgres_url, &schema).await?;
+        delete_prefix(&args.target.redis_url, &prefix).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -623,8 +605,8 @@ async fn matching_on(
     common: &[String],
     db_url: &str,
 ) -> anyhow::Result<()> {
-    let key = setup::create_tenant(&args.binary, common, "scale").await?;
-    let control_key = setup::create_tenant(&args.binary, common, "scale-control").await?;
+    let key = setup::create_tenant(&args.target.binary, common, "scale").await?;
+    let control_key = setup::create_tenant(&args.target.binary, common, "scale-control").await?;
     let mut serve: Vec<String> = vec![
         "serve".into(),
         "--listen".into(),
@@ -633,7 +615,7 @@ async fn matching_on(
         args.worker_concurrency.to_string(),
     ];
     serve.extend(common.iter().cloned());
-    let server = Server::start(&args.binary, &serve).await?;
+    let server = Server::start(&args.target.binary, &serve).await?;
     let base = server.base.clone().context("API address")?;
     let target = Target {
         http,
@@ -812,8 +794,9 @@ async fn redis_memory(args: &Args) -> anyhow::Result<()> {
     let prefix = format!("switchyard-scale:{}", uuid::Uuid::new_v4().simple());
     let n = args.redis_jobs;
     println!("redis: {n} RunStep jobs due in one hour under {prefix}…");
-    let queue = RedisDispatch::connect(&args.redis_url, &prefix, RedisOptions::default()).await?;
-    let mut conn = redis::Client::open(args.redis_url.as_str())?
+    let queue =
+        RedisDispatch::connect(&args.target.redis_url, &prefix, RedisOptions::default()).await?;
+    let mut conn = redis::Client::open(args.target.redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
     let result = async {
@@ -892,7 +875,7 @@ async fn redis_memory(args: &Args) -> anyhow::Result<()> {
         Ok(())
     }
     .await;
-    let deleted = delete_prefix(&args.redis_url, &prefix).await?;
+    let deleted = delete_prefix(&args.target.redis_url, &prefix).await?;
     println!("deleted {deleted} keys under {prefix}");
     result
 }

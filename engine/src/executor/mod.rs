@@ -268,16 +268,6 @@ impl Executor {
         Ok(ingested)
     }
 
-    /// A workflow version, compiled once.
-    pub async fn prepared(
-        &self,
-        tenant_id: Uuid,
-        workflow_id: Uuid,
-        version: i64,
-    ) -> Result<Arc<PreparedWorkflow>, JobError> {
-        self.matcher.prepared(tenant_id, workflow_id, version).await
-    }
-
     /// Runs one delivered job to completion (its outcome committed).
     pub async fn run(&self, job: Job) -> Result<(), JobError> {
         match job {
@@ -346,6 +336,7 @@ impl Executor {
         let execution = &step.execution;
         let tenant_id = execution.tenant_id;
         let workflow = self
+            .matcher
             .prepared(tenant_id, execution.workflow_id, execution.workflow_version)
             .await?;
         let event = &step.event;

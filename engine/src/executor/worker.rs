@@ -159,6 +159,7 @@ async fn feed(
 /// have lost (due steps and pending events left untouched too long) is dispatched again.
 async fn sweep(executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(executor.settings.sweep_interval);
+    let mut pruned_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = interval.tick() => {},
@@ -167,8 +168,26 @@ async fn sweep(executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = sweep_once(&executor).await {
             tracing::warn!(error = %e, "sweep failed");
         }
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = tokio::time::Instant::now();
+            match executor
+                .dispatch
+                .prune_workers(&executor.worker_id, PRUNE_IDLE)
+                .await
+            {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "forgot queue consumers of ended workers"),
+                Err(e) => tracing::warn!(error = %e, "pruning queue consumers failed"),
+            }
+        }
     }
 }
+
+/// How often a worker forgets the queue consumers of ended workers.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// A consumer with nothing pending and idle this long belongs to an ended worker (a live worker
+/// fetches at least every second; one that was only idle registers again by fetching).
+const PRUNE_IDLE: Duration = Duration::from_secs(600);
 
 pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreError> {
     let now = now_ms();

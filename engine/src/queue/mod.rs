@@ -107,6 +107,14 @@ pub trait Dispatch: Send + Sync + 'static {
     /// Reachable, for `/readyz`.
     async fn ping(&self) -> Result<(), QueueError>;
 
+    /// Forgets workers that are gone: consumers other than `keep` with nothing pending that have
+    /// been idle longer than `idle` (ended worker processes otherwise stay registered forever).
+    /// A live worker that was merely idle is registered again by its next fetch. Returns how many
+    /// were removed.
+    async fn prune_workers(&self, _keep: &str, _idle: Duration) -> Result<usize, QueueError> {
+        Ok(0)
+    }
+
     /// Whether the queue can lose jobs the database still owes, so the sweeper must dispatch due
     /// work again when it has waited too long. A dispatcher that reads the database itself cannot.
     fn can_lose_jobs(&self) -> bool {

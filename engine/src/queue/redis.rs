@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions};
-use redis::streams::{StreamPendingReply, StreamReadReply};
+use redis::streams::{StreamInfoConsumersReply, StreamPendingReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError, RedisResult, Script};
 
 use super::{Delivery, Dispatch, Job, QueueDepth, QueueError};
@@ -370,6 +370,30 @@ impl Dispatch for RedisDispatch {
         self.forget(&receipts)
             .await
             .map_err(|e| unavailable("ack", &e))
+    }
+
+    async fn prune_workers(&self, keep: &str, idle: Duration) -> Result<usize, QueueError> {
+        let idle_ms = usize::try_from(idle.as_millis()).unwrap_or(usize::MAX);
+        let consumers: StreamInfoConsumersReply = self
+            .with_group(|| async {
+                self.query(&Cmd::xinfo_consumers(&self.ready_key, GROUP))
+                    .await
+            })
+            .await
+            .map_err(|e| unavailable("prune", &e))?;
+        let mut removed = 0;
+        for consumer in consumers.consumers {
+            if consumer.name == keep || consumer.pending > 0 || consumer.idle < idle_ms {
+                continue;
+            }
+            let cmd = Cmd::xgroup_delconsumer(&self.ready_key, GROUP, &consumer.name);
+            let _: usize = self
+                .query(&cmd)
+                .await
+                .map_err(|e| unavailable("prune", &e))?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {

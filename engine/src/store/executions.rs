@@ -107,6 +107,23 @@ pub struct StepOutcome {
     pub endpoint: Option<EndpointReport>,
 }
 
+/// Runs `sql` — `$1` bound to `now`, `{ids}` replaced by placeholders for the ids from `$2` —
+/// once per power-of-two chunk of `ids`.
+async fn execute_for_ids(tx: &mut Tx, sql: &str, now: i64, ids: &[String]) -> StoreResult<()> {
+    for chunk in super::pow2_chunks(ids) {
+        let sql = sql.replace("{ids}", &super::in_list(chunk.len(), 2));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            query = query.bind(id.clone());
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+    }
+    Ok(())
+}
+
 /// The placeholders of the first column of a [`super::values_list`]: `$start, $start+cols, …`.
 fn key_list(rows: usize, cols: usize, start: usize) -> String {
     (0..rows)
@@ -379,22 +396,15 @@ impl Store {
             .filter(|t| t.attempt > 1)
             .map(|t| t.step_id.to_string())
             .collect();
-        for chunk in super::pow2_chunks(&retaken) {
-            let sql = format!(
-                "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
-                 error = 'the worker running this attempt stopped before it finished' \
-                 WHERE step_id IN ({}) AND ended_at IS NULL",
-                super::in_list(chunk.len(), 2)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-        }
+        execute_for_ids(
+            &mut tx,
+            "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
+             error = 'the worker running this attempt stopped before it finished' \
+             WHERE step_id IN ({ids}) AND ended_at IS NULL",
+            now,
+            &retaken,
+        )
+        .await?;
 
         // Each execution with its workflow's state, event, entity and tenant, in one read.
         let mut execution_ids: Vec<String> = taken.iter().map(|t| t.execution_id.clone()).collect();
@@ -545,21 +555,14 @@ impl Store {
         }
         start_executions.sort();
         start_executions.dedup();
-        for chunk in super::pow2_chunks(&start_executions) {
-            let sql = format!(
-                "UPDATE executions SET status = 'running', updated_at = $1 \
-                 WHERE id IN ({}) AND status IN ('queued', 'waiting')",
-                super::in_list(chunk.len(), 2)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-        }
+        execute_for_ids(
+            &mut tx,
+            "UPDATE executions SET status = 'running', updated_at = $1 \
+             WHERE id IN ({ids}) AND status IN ('queued', 'waiting')",
+            now,
+            &start_executions,
+        )
+        .await?;
         // Endpoints disabled for the tenants of these steps (usually none).
         let mut tenants: Vec<Uuid> = claims
             .values()
@@ -865,21 +868,14 @@ impl Store {
                 StepFinish::Discarded { .. } => {}
             }
         }
-        for chunk in super::pow2_chunks(&finished) {
-            let sql = format!(
-                "UPDATE executions SET status = 'succeeded', pause_reason = NULL, updated_at = $1, \
-                 finished_at = $1 WHERE id IN ({}) AND status <> 'cancelled'",
-                super::in_list(chunk.len(), 2)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-        }
+        execute_for_ids(
+            &mut tx,
+            "UPDATE executions SET status = 'succeeded', pause_reason = NULL, updated_at = $1, \
+             finished_at = $1 WHERE id IN ({ids}) AND status <> 'cancelled'",
+            now,
+            &finished,
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(jobs)
     }
@@ -1321,7 +1317,7 @@ async fn record_endpoint(
     match report {
         EndpointReport::Succeeded(url) => {
             sqlx::query(
-                "UPDATE endpoint_health SET failures = 0 WHERE tenant_id = $1 AND url = $2",
+                "UPDATE endpoint_health SET failures = 0 WHERE tenant_id = $1 AND url = $2 AND failures <> 0",
             )
             .bind(tenant)
             .bind(url)
