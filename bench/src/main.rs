@@ -150,17 +150,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // A database of the run's own.
-    let dir = std::env::temp_dir().join(format!(
-        "switchyard-bench-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let prefix = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let mut common: Vec<String> = vec![
-        "--allow-private-targets".into(),
-        "--rate-limit".into(),
-        "1000000".into(),
-    ];
+    let (dir, prefix) = setup::run_scratch("bench")?;
+    let mut common = setup::common_flags();
     match args.mode {
         Mode::Sqlite => {
             common.extend([

@@ -116,3 +116,21 @@ pub async fn post_event(
     }
     Ok(())
 }
+
+/// A fresh temporary directory and Redis key prefix for one run named `what`.
+pub fn run_scratch(what: &str) -> anyhow::Result<(std::path::PathBuf, String)> {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-{what}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok((dir, format!("{what}_{}", uuid::Uuid::new_v4().simple())))
+}
+
+/// Flags every benchmark server gets: the receiver is on loopback, and the client must not be
+/// rate limited.
+pub fn common_flags() -> Vec<String> {
+    ["--allow-private-targets", "--rate-limit", "1000000"]
+        .map(String::from)
+        .to_vec()
+}

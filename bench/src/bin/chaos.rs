@@ -451,17 +451,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let (hook, seen) = start_receiver().await?;
-    let dir = std::env::temp_dir().join(format!(
-        "switchyard-chaos-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir)?;
+    let (dir, prefix) = setup::run_scratch("chaos")?;
     let (schema, database_url) = setup::postgres_schema(&args.target.postgres_url, "chaos").await?;
-    let prefix = format!("chaos_{}", uuid::Uuid::new_v4().simple());
-    let mut common: Vec<String> = vec![
-        "--allow-private-targets".into(),
-        "--rate-limit".into(),
-        "1000000".into(),
+    let mut common = setup::common_flags();
+    common.extend([
         "--lease".into(),
         args.lease.clone(),
         "--sweep-interval".into(),
@@ -472,7 +465,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.worker_concurrency.to_string(),
         "--log-format".into(),
         "json".into(),
-    ];
+    ]);
     common.extend(setup::postgres_flags(
         &database_url,
         &args.target.redis_url,

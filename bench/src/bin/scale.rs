@@ -565,17 +565,8 @@ async fn matching(args: &Args) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(60))
         .build()?;
-    let dir = std::env::temp_dir().join(format!(
-        "switchyard-scale-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let prefix = format!("scale_{}", uuid::Uuid::new_v4().simple());
-    let mut common: Vec<String> = vec![
-        "--allow-private-targets".into(),
-        "--rate-limit".into(),
-        "1000000".into(),
-    ];
+    let (dir, prefix) = setup::run_scratch("scale")?;
+    let mut common = setup::common_flags();
     let mut schema = None;
     let db_url = match args.mode {
         Mode::Sqlite => {

@@ -108,11 +108,7 @@ async fn ingest_batch(
             (results, jobs)
         }
     };
-    if !jobs.is_empty()
-        && let Err(e) = dispatch.dispatch(&jobs).await
-    {
-        tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
-    }
+    super::dispatch_logged(dispatch, &jobs).await;
     results
 }
 

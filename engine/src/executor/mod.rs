@@ -143,58 +143,8 @@ impl Executor {
         );
         let matcher = Arc::new(matching::Matcher::new(store.clone(), conditions.clone()));
         let ingest = ingest::IngestBatcher::start(store.clone(), dispatch.clone(), matcher.clone());
-        let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX);
-        let claims = {
-            let (store, worker) = (store.clone(), worker_id.clone());
-            Batcher::start_parallel(BATCHES_IN_FLIGHT, move |ids: Vec<Uuid>| {
-                let (store, worker) = (store.clone(), worker.clone());
-                async move {
-                    match store.claim_steps(&ids, &worker, lease_ms).await {
-                        Ok(mut claims) => ids.iter().map(|id| Ok(claims.remove(id))).collect(),
-                        Err(error) => {
-                            batch::answer_each(&ids, error, |id| {
-                                let (store, worker, id) = (store.clone(), worker.clone(), *id);
-                                async move {
-                                    Ok(store
-                                        .claim_steps(&[id], &worker, lease_ms)
-                                        .await?
-                                        .remove(&id))
-                                }
-                            })
-                            .await
-                        }
-                    }
-                }
-            })
-        };
-        let outcomes = {
-            let (store, worker, dispatch) = (store.clone(), worker_id.clone(), dispatch.clone());
-            Batcher::start_parallel(BATCHES_IN_FLIGHT, move |outcomes: Vec<StepOutcome>| {
-                let (store, worker, dispatch) = (store.clone(), worker.clone(), dispatch.clone());
-                async move {
-                    let record = |batch: Vec<StepOutcome>| {
-                        let (store, worker, dispatch) =
-                            (store.clone(), worker.clone(), dispatch.clone());
-                        async move {
-                            let jobs = store.finish_steps(&worker, &batch).await?;
-                            if !jobs.is_empty()
-                                && let Err(e) = dispatch.dispatch(&jobs).await
-                            {
-                                tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
-                            }
-                            Ok(())
-                        }
-                    };
-                    match record(outcomes.clone()).await {
-                        Ok(()) => outcomes.iter().map(|_| Ok(())).collect(),
-                        Err(error) => {
-                            batch::answer_each(&outcomes, error, |one| record(vec![one.clone()]))
-                                .await
-                        }
-                    }
-                }
-            })
-        };
+        let claims = claim_batcher(store.clone(), worker_id.clone(), millis(settings.lease));
+        let outcomes = outcome_batcher(store.clone(), worker_id.clone(), dispatch.clone());
         let acks = {
             let dispatch = dispatch.clone();
             Batcher::start_parallel(
@@ -229,18 +179,12 @@ impl Executor {
     }
 
     fn lease_ms(&self) -> i64 {
-        i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX)
+        millis(self.settings.lease)
     }
 
-    /// Tells the queue about work committed to the database. A queue that is down is not an
-    /// error here: the sweeper dispatches from the database once it is back.
+    /// Tells the queue about work committed to the database (see [`dispatch_logged`]).
     pub async fn dispatch(&self, jobs: &[(Job, i64)]) {
-        if jobs.is_empty() {
-            return;
-        }
-        if let Err(e) = self.dispatch.dispatch(jobs).await {
-            tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
-        }
+        dispatch_logged(self.dispatch.as_ref(), jobs).await;
     }
 
     /// `POST /api/events`: store, then hand matching to a worker.
@@ -636,6 +580,78 @@ impl Executor {
             },
         })
     }
+}
+
+/// Tells the queue about work committed to the database. A queue that is down is not an error
+/// here: the sweeper dispatches from the database once it is back.
+pub(crate) async fn dispatch_logged(dispatch: &dyn Dispatch, jobs: &[(Job, i64)]) {
+    if jobs.is_empty() {
+        return;
+    }
+    if let Err(e) = dispatch.dispatch(jobs).await {
+        tracing::warn!(error = %e, count = jobs.len(), "dispatch failed; the sweeper will retry");
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Group commit of step claims: a failed batch is retried one step at a time
+/// ([`batch::answer_each`]).
+fn claim_batcher(
+    store: Store,
+    worker: String,
+    lease_ms: i64,
+) -> Batcher<Uuid, StoreResult<Option<Claim>>> {
+    Batcher::start_parallel(BATCHES_IN_FLIGHT, move |ids: Vec<Uuid>| {
+        let (store, worker) = (store.clone(), worker.clone());
+        async move {
+            let claim = |ids: Vec<Uuid>| {
+                let (store, worker) = (store.clone(), worker.clone());
+                async move { store.claim_steps(&ids, &worker, lease_ms).await }
+            };
+            match claim(ids.clone()).await {
+                Ok(mut claims) => ids.iter().map(|id| Ok(claims.remove(id))).collect(),
+                Err(error) => {
+                    batch::answer_each(&ids, error, |&id| {
+                        let claimed = claim(vec![id]);
+                        async move { Ok(claimed.await?.remove(&id)) }
+                    })
+                    .await
+                }
+            }
+        }
+    })
+}
+
+/// Group commit of step outcomes, then one dispatch of what follows them; a failed batch is
+/// retried one outcome at a time.
+fn outcome_batcher(
+    store: Store,
+    worker: String,
+    dispatch: Arc<dyn Dispatch>,
+) -> Batcher<StepOutcome, StoreResult<()>> {
+    Batcher::start_parallel(BATCHES_IN_FLIGHT, move |outcomes: Vec<StepOutcome>| {
+        let (store, worker, dispatch) = (store.clone(), worker.clone(), dispatch.clone());
+        async move {
+            let record = |batch: Vec<StepOutcome>| {
+                let (store, worker, dispatch) = (store.clone(), worker.clone(), dispatch.clone());
+                async move {
+                    let jobs = store.finish_steps(&worker, &batch).await?;
+                    dispatch_logged(dispatch.as_ref(), &jobs).await;
+                    Ok(())
+                }
+            };
+            match record(outcomes.clone()).await {
+                Ok(()) => outcomes.iter().map(|_| Ok(())).collect(),
+                Err(error) => {
+                    batch::answer_each(&outcomes, error, |one| record(vec![one.clone()])).await
+                }
+            }
+        }
+    })
 }
 
 /// What conditions see: `entity` (the event's data), `event` and `tenant`.

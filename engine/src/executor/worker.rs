@@ -206,8 +206,7 @@ pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreEr
     // Work the queue may have lost (a Redis restart): due steps and pending events left
     // untouched too long are dispatched again. The SQLite dispatcher reads the tables itself.
     if executor.dispatch.can_lose_jobs() {
-        let stale_ms =
-            i64::try_from(executor.settings.redispatch_after.as_millis()).unwrap_or(i64::MAX);
+        let stale_ms = super::millis(executor.settings.redispatch_after);
         jobs.extend(
             executor
                 .store

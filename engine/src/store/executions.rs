@@ -880,28 +880,6 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Whether an outbound endpoint is disabled for a tenant, and why.
-    pub async fn endpoint_disabled(
-        &self,
-        tenant_id: Uuid,
-        url: &str,
-    ) -> StoreResult<Option<String>> {
-        let row = sqlx::query(
-            "SELECT disabled_reason FROM endpoint_health WHERE tenant_id = $1 AND url = $2 AND disabled_at IS NOT NULL",
-        )
-        .bind(tenant_id.to_string())
-        .bind(url)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        row.map(|r| {
-            r.try_get::<Option<String>, _>(0)
-                .map(|r| r.unwrap_or_default())
-        })
-        .transpose()
-        .map_err(StoreError::from)
-    }
-
     /// Re-enables endpoints (a workflow using them was saved).
     pub async fn enable_endpoints(&self, tenant_id: Uuid, urls: &[String]) -> StoreResult<()> {
         for url in urls {
