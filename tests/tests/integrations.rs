@@ -24,7 +24,7 @@ on_both_databases! {
     rotate_master_key_reencrypts_every_secret => rotate_master_key_reencrypts_every_secret;
 }
 
-/// Test credentials. The two secrets are the fixtures' (shared/fixtures/*/HEADERS.md), so their
+/// Test credentials. The two secrets are the fixtures' (tests/fixtures/*/HEADERS.md), so their
 /// precomputed signatures verify.
 const SHOPIFY_TOKEN: &str = "shpat_fixture_access_token_0001";
 const SHOPIFY_SECRET: &str = "shpss_fixture_not_a_real_secret_0001";
@@ -131,10 +131,10 @@ async fn closed_port_url() -> String {
 // ---------------------------------------------------------------------------------------------
 // Fixtures and helpers.
 
-/// `shared/` sits beside the repository (here and in CI).
+/// The store fixtures copied into `tests/fixtures/` (their README says where they come from).
 fn fixture(path: &str) -> Vec<u8> {
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures")
+        .join("fixtures")
         .join(path);
     std::fs::read(&file).unwrap_or_else(|e| panic!("fixture {}: {e}", file.display()))
 }

@@ -701,7 +701,7 @@ mod tests {
 
     #[test]
     fn hmac_is_checked_over_raw_bytes() {
-        // The fixtures' 8-byte test vector (shared/fixtures/shopify/HEADERS.md).
+        // The fixtures' 8-byte test vector (tests/fixtures/shopify/HEADERS.md).
         let key = b"shpss_fixture_not_a_real_secret_0001";
         let sig = "rjGqK0tMmcZtFCHNYEECXehU26vu6CNKVp8abLnA8JI=";
         assert!(hmac_base64_matches(key, b"{\"id\":1}", sig));

@@ -1,5 +1,5 @@
 //! Shopify: credentials checked with `GET /admin/api/2024-10/shop.json`, webhooks signed with
-//! `X-Shopify-Hmac-Sha256`, topics mapped as `shared/fixtures/README.md` suggests.
+//! `X-Shopify-Hmac-Sha256`, topics mapped as `tests/fixtures/README.md` suggests.
 
 use async_trait::async_trait;
 use axum::http::HeaderMap;
