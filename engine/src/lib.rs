@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod dry_run;
 pub mod executor;
 pub mod integrations;

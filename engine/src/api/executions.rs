@@ -142,7 +142,7 @@ async fn cancel(
         .execution(tenant.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("execution"))?;
-    if matches!(execution.status.as_str(), "succeeded" | "cancelled") {
+    if !crate::domain::cancellable(execution.status) {
         return Err(ApiError::conflict(format!(
             "the execution is already {}",
             execution.status

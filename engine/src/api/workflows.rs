@@ -339,7 +339,7 @@ async fn resume(
     })?;
     let id = parse_id("workflowId", &raw)?;
     let (resumed, jobs) = if let Some(execution) = state.store.execution(tenant.id, id).await? {
-        if execution.status != "paused" {
+        if crate::domain::resume(execution.status, execution.current_step).is_none() {
             return Err(ApiError::conflict(format!(
                 "the execution is {}, not paused",
                 execution.status

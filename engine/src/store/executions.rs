@@ -13,6 +13,9 @@ use std::collections::HashMap;
 use super::events::{EventRecord, NewEvent, entity_for_update, insert_event};
 use super::tenants::{TenantRecord, parse_uuid};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
+use crate::domain::{
+    self, AttemptEnd, ClaimDecision, ExecutionStatus, PauseReason, StepState, StepStatus,
+};
 use crate::queue::Job;
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -31,7 +34,7 @@ pub struct ExecutionRecord {
     pub event_id: Uuid,
     pub entity_type: String,
     pub entity_id: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub pause_reason: Option<String>,
     pub step_count: i64,
     pub current_step: i64,
@@ -58,7 +61,7 @@ pub struct StepRecord {
     pub id: Uuid,
     pub position: i64,
     pub action_type: String,
-    pub status: String,
+    pub status: StepStatus,
     pub attempt_count: i64,
     pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
     pub output: Option<Value>,
@@ -105,6 +108,22 @@ pub struct StepOutcome {
     pub finish: StepFinish,
     pub cause: Cause,
     pub endpoint: Option<EndpointReport>,
+}
+
+/// An execution status as stored; anything else is a corrupt row.
+fn execution_status(text: &str) -> StoreResult<ExecutionStatus> {
+    ExecutionStatus::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown execution status `{text}`")))
+}
+
+/// The step statuses `keep` selects, as an SQL list of literals (`'queued', 'pending'`).
+fn sql_list(keep: fn(StepStatus) -> bool) -> String {
+    StepStatus::ALL
+        .into_iter()
+        .filter(|s| keep(*s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs `sql` — `$1` bound to `now`, `{ids}` replaced by placeholders for the ids from `$2` —
@@ -198,7 +217,7 @@ fn decode_execution(row: &AnyRow) -> StoreResult<ExecutionRecord> {
         event_id: parse_uuid(&row.try_get::<String, _>(4)?)?,
         entity_type: row.try_get(5)?,
         entity_id: row.try_get(6)?,
-        status: row.try_get(7)?,
+        status: execution_status(&row.try_get::<String, _>(7)?)?,
         pause_reason: row.try_get(8)?,
         step_count: row.try_get(9)?,
         current_step: row.try_get(10)?,
@@ -479,41 +498,47 @@ impl Store {
                 )));
             };
             let execution = &found.execution;
-            let stop = if execution.status == "cancelled" || found.deleted {
-                Some(("cancelled", "cancelled", None))
-            } else if !found.active {
-                Some(("blocked", "paused", Some("workflow_disabled")))
-            } else {
-                None
+            let decision = domain::claim(domain::ClaimView {
+                execution: execution.status,
+                workflow_active: found.active,
+                workflow_deleted: found.deleted,
+            });
+            let start_execution = match decision {
+                ClaimDecision::Run { start_execution } => start_execution,
+                ClaimDecision::Park {
+                    step,
+                    execution: change,
+                } => {
+                    sqlx::query(
+                        "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
+                         WHERE id = $2",
+                    )
+                    .bind(step.as_str())
+                    .bind(t.step_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                    if let Some((status, reason)) = change {
+                        sqlx::query(
+                            "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3, \
+                             finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE NULL END \
+                             WHERE id = $4 AND status NOT IN ('succeeded', 'cancelled')",
+                        )
+                        .bind(status.as_str())
+                        .bind(reason.map(PauseReason::as_str))
+                        .bind(now)
+                        .bind(t.execution_id.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    }
+                    claims.insert(t.step_id, Claim::Stopped);
+                    continue;
+                }
             };
-            if let Some((step_status, execution_status, reason)) = stop {
-                sqlx::query(
-                    "UPDATE steps SET status = $1, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1 \
-                     WHERE id = $2",
-                )
-                .bind(step_status)
-                .bind(t.step_id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                sqlx::query(
-                    "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3, \
-                     finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE NULL END \
-                     WHERE id = $4 AND status NOT IN ('succeeded', 'cancelled')",
-                )
-                .bind(execution_status)
-                .bind(reason)
-                .bind(now)
-                .bind(t.execution_id.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                claims.insert(t.step_id, Claim::Stopped);
-                continue;
-            }
             let attempt_id = Uuid::now_v7();
             attempts.push((attempt_id, t.step_id, execution.tenant_id, t.attempt));
-            if execution.status != "running" {
+            if start_execution {
                 start_executions.push(t.execution_id.clone());
             }
             claims.insert(
@@ -631,19 +656,67 @@ impl Store {
         let mut jobs = Vec::new();
         let mut tx = self.relaxed_tx().await?;
 
+        // The state machine decides on each execution's status as this transaction reads it
+        // (a cancel may have landed while the step ran).
+        let mut execution_ids: Vec<String> = outcomes
+            .iter()
+            .map(|o| o.step.execution.id.to_string())
+            .collect();
+        execution_ids.sort();
+        execution_ids.dedup();
+        let mut statuses: HashMap<String, ExecutionStatus> = HashMap::new();
+        for chunk in super::pow2_chunks(&execution_ids) {
+            let sql = format!(
+                "SELECT id, status FROM executions WHERE id IN ({})",
+                super::in_list(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                let status: String = row.try_get("status")?;
+                statuses.insert(row.try_get("id")?, execution_status(&status)?);
+            }
+        }
+        let transitions: Vec<domain::Transition> = outcomes
+            .iter()
+            .map(|o| {
+                let execution = &o.step.execution;
+                let current = match statuses.get(&execution.id.to_string()) {
+                    Some(status) => *status,
+                    None => execution.status,
+                };
+                let end = match &o.finish {
+                    StepFinish::Succeeded { wait_ms, .. } => {
+                        AttemptEnd::Succeeded { wait_ms: *wait_ms }
+                    }
+                    StepFinish::Retry { at, .. } => AttemptEnd::Retry { at: *at },
+                    StepFinish::Failed { .. } => AttemptEnd::Failed,
+                    StepFinish::Discarded { .. } => AttemptEnd::Discarded,
+                };
+                let state = StepState {
+                    position: o.step.position,
+                    step_count: execution.step_count,
+                    execution: current,
+                };
+                Ok(domain::finish(state, end, now))
+            })
+            .collect::<StoreResult<_>>()?;
+
         struct Row {
             step_id: String,
-            status: &'static str,
-            attempt_outcome: &'static str,
             error: Option<String>,
             output: Option<String>,
-            next_run_at: i64,
-            failures_delta: i64,
         }
         let rows: Vec<Row> = outcomes
             .iter()
             .map(|o| {
-                let (status, attempt_outcome, error, output, next_run_at) = match &o.finish {
+                let (error, output) = match &o.finish {
                     StepFinish::Succeeded {
                         summary, output, ..
                     } => {
@@ -654,35 +727,17 @@ impl Store {
                         } else if output.is_null() {
                             output = json!({ "summary": summary });
                         }
-                        (
-                            "succeeded",
-                            "succeeded",
-                            None,
-                            Some(output.to_string()),
-                            now,
-                        )
+                        (None, Some(output.to_string()))
                     }
-                    StepFinish::Retry { error, at } => {
-                        ("queued", "retry", Some(error.clone()), None, *at)
+                    StepFinish::Retry { error, .. } | StepFinish::Failed { error } => {
+                        (Some(error.clone()), None)
                     }
-                    StepFinish::Failed { error } => {
-                        ("failed", "failed", Some(error.clone()), None, now)
-                    }
-                    StepFinish::Discarded { reason } => {
-                        ("cancelled", "cancelled", Some(reason.clone()), None, now)
-                    }
+                    StepFinish::Discarded { reason } => (Some(reason.clone()), None),
                 };
                 Row {
                     step_id: o.step.step_id.to_string(),
-                    status,
-                    attempt_outcome,
                     error,
                     output,
-                    next_run_at,
-                    failures_delta: i64::from(matches!(
-                        o.finish,
-                        StepFinish::Retry { .. } | StepFinish::Failed { .. }
-                    )),
                 }
             })
             .collect();
@@ -713,11 +768,12 @@ impl Store {
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker.to_owned());
             for (index, row) in chunk {
+                let t = &transitions[*index];
                 query = query
                     .bind(row.step_id.clone())
-                    .bind(row.status)
-                    .bind(row.next_run_at)
-                    .bind(row.failures_delta)
+                    .bind(t.step.as_str())
+                    .bind(t.rerun_at.unwrap_or(now))
+                    .bind(i64::from(t.counts_as_failure))
                     .bind(row.output.clone())
                     .bind(row.error.clone())
                     .bind(outcomes[*index].step.attempt);
@@ -754,7 +810,7 @@ impl Store {
             for &i in chunk {
                 query = query
                     .bind(outcomes[i].step.attempt_id.to_string())
-                    .bind(rows[i].attempt_outcome)
+                    .bind(transitions[i].attempt.as_str())
                     .bind(rows[i].error.clone())
                     .bind(rows[i].output.clone());
             }
@@ -777,95 +833,92 @@ impl Store {
             }
         }
 
-        // Executions whose last step succeeded: one statement for all of them.
+        // What each transition changes; executions that finished: one statement for all.
         let mut finished = Vec::new();
         for &i in &kept {
             let o = &outcomes[i];
+            let t = &transitions[i];
             let step = &o.step;
             let execution = &step.execution;
             let tenant = execution.tenant_id.to_string();
-            match &o.finish {
-                StepFinish::Succeeded {
-                    wait_ms,
+            if t.apply_effects
+                && let StepFinish::Succeeded {
                     set_status,
                     remove_push_subscriptions,
                     ..
-                } => {
-                    for endpoint in remove_push_subscriptions {
-                        sqlx::query(
-                            "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2",
-                        )
-                        .bind(&tenant)
-                        .bind(endpoint.clone())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
-                    }
-                    if let Some(status) = set_status {
-                        for event_id in emit_status_change(&mut tx, step, &o.cause, status).await? {
-                            jobs.push((Job::ProcessEvent { event_id }, now));
-                        }
-                    }
-                    let next = step.position + 1;
-                    if next >= execution.step_count {
-                        // Cancelled while this step ran: its outcome is recorded, nothing
-                        // follows (the update below leaves a cancelled execution alone).
-                        finished.push(execution.id.to_string());
-                        continue;
-                    }
-                    let current = sqlx::query("SELECT status FROM executions WHERE id = $1")
-                        .bind(execution.id.to_string())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(StoreError::from_sqlx)?
-                        .try_get::<String, _>(0)?;
-                    if current == "cancelled" {
-                        continue;
-                    }
-                    let at = now + wait_ms.unwrap_or(0);
-                    let row = sqlx::query(
-                        "UPDATE steps SET status = 'queued', next_run_at = $1 \
-                         WHERE execution_id = $2 AND position = $3 RETURNING id",
+                } = &o.finish
+            {
+                for endpoint in remove_push_subscriptions {
+                    sqlx::query(
+                        "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2",
                     )
-                    .bind(at)
-                    .bind(execution.id.to_string())
-                    .bind(next)
-                    .fetch_one(&mut *tx)
+                    .bind(&tenant)
+                    .bind(endpoint.clone())
+                    .execute(&mut *tx)
                     .await
                     .map_err(StoreError::from_sqlx)?;
-                    let next_step = parse_uuid(&row.try_get::<String, _>(0)?)?;
+                }
+                if let Some(status) = set_status {
+                    for event_id in emit_status_change(&mut tx, step, &o.cause, status).await? {
+                        jobs.push((Job::ProcessEvent { event_id }, now));
+                    }
+                }
+            }
+            if let Some(at) = t.rerun_at {
+                jobs.push((
+                    Job::RunStep {
+                        step_id: step.step_id,
+                    },
+                    at,
+                ));
+            }
+            if let Some(next) = t.next {
+                let row = sqlx::query(
+                    "UPDATE steps SET status = 'queued', next_run_at = $1 \
+                     WHERE execution_id = $2 AND position = $3 RETURNING id",
+                )
+                .bind(next.run_at)
+                .bind(execution.id.to_string())
+                .bind(next.position)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                let next_step = parse_uuid(&row.try_get::<String, _>(0)?)?;
+                let status = t
+                    .execution
+                    .map(|(status, _)| status)
+                    .or_else(|| statuses.get(&execution.id.to_string()).copied())
+                    .unwrap_or(ExecutionStatus::Running);
+                sqlx::query(
+                    "UPDATE executions SET current_step = $1, status = $2, updated_at = $3 \
+                     WHERE id = $4 AND status <> 'cancelled'",
+                )
+                .bind(next.position)
+                .bind(status.as_str())
+                .bind(now)
+                .bind(execution.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                jobs.push((Job::RunStep { step_id: next_step }, next.run_at));
+                continue;
+            }
+            match t.execution {
+                Some((ExecutionStatus::Succeeded, _)) => finished.push(execution.id.to_string()),
+                Some((status, reason)) => {
                     sqlx::query(
-                        "UPDATE executions SET current_step = $1, status = $2, updated_at = $3 WHERE id = $4",
+                        "UPDATE executions SET status = $1, pause_reason = $2, updated_at = $3 \
+                         WHERE id = $4 AND status <> 'cancelled'",
                     )
-                    .bind(next)
-                    .bind(if wait_ms.is_some() { "waiting" } else { "running" })
+                    .bind(status.as_str())
+                    .bind(reason.map(PauseReason::as_str))
                     .bind(now)
                     .bind(execution.id.to_string())
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::from_sqlx)?;
-                    jobs.push((Job::RunStep { step_id: next_step }, at));
                 }
-                StepFinish::Retry { at, .. } => {
-                    jobs.push((
-                        Job::RunStep {
-                            step_id: step.step_id,
-                        },
-                        *at,
-                    ));
-                }
-                StepFinish::Failed { .. } => {
-                    sqlx::query(
-                        "UPDATE executions SET status = 'paused', pause_reason = 'action_failed', updated_at = $1 \
-                         WHERE id = $2 AND status <> 'cancelled'",
-                    )
-                    .bind(now)
-                    .bind(execution.id.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
-                }
-                StepFinish::Discarded { .. } => {}
+                None => {}
             }
         }
         execute_for_ids(
@@ -1057,11 +1110,13 @@ impl Store {
         let mut steps = Vec::with_capacity(rows.len());
         for r in &rows {
             let status: String = r.try_get(3)?;
+            let status = StepStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown step status `{status}`")))?;
             steps.push(StepRecord {
                 id: parse_uuid(&r.try_get::<String, _>(0)?)?,
                 position: r.try_get(1)?,
                 action_type: r.try_get(2)?,
-                next_run_at: (status == "queued")
+                next_run_at: (status == StepStatus::Queued)
                     .then(|| from_ms(r.try_get(5).unwrap_or_default())),
                 status,
                 attempt_count: r.try_get(4)?,
@@ -1110,7 +1165,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let mut sql =
-            "SELECT id, current_step FROM executions WHERE tenant_id = $1 AND status = 'paused'"
+            "SELECT id, status, current_step FROM executions WHERE tenant_id = $1 AND status = 'paused'"
                 .to_owned();
         let mut binds = vec![tenant_id.to_string()];
         if let Some(id) = execution_id {
@@ -1135,14 +1190,20 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
         let mut resumed = Vec::new();
         let mut jobs = Vec::new();
+        let resumable = sql_list(StepStatus::is_idle);
         for r in &rows {
-            let id: String = r.try_get(0)?;
-            let position: i64 = r.try_get(1)?;
-            let step = sqlx::query(
+            let id: String = r.try_get("id")?;
+            let status: String = r.try_get("status")?;
+            let Some(position) =
+                domain::resume(execution_status(&status)?, r.try_get("current_step")?)
+            else {
+                continue;
+            };
+            let step = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE steps SET status = 'queued', failures = 0, next_run_at = $1, lease_owner = NULL, \
                  lease_until = NULL WHERE execution_id = $2 AND position = $3 \
-                 AND status IN ('failed', 'blocked', 'queued', 'pending') RETURNING id",
-            )
+                 AND status IN ({resumable}) RETURNING id"
+            )))
             .bind(now)
             .bind(&id)
             .bind(position)
@@ -1202,9 +1263,10 @@ impl Store {
             .collect::<StoreResult<_>>()?;
         for id in &ids {
             // A running step finishes on its own and finds the execution cancelled.
-            sqlx::query(
-                "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status IN ('queued', 'pending', 'blocked', 'failed')",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status IN ({})",
+                sql_list(StepStatus::is_idle)
+            )))
             .bind(id.to_string())
             .execute(&mut *tx)
             .await

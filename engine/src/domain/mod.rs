@@ -1,0 +1,16 @@
+//! The pure core of the engine: the decisions that say what happens next, with no I/O, no clock of
+//! their own and no database types, so each is unit- and property-tested on its own. The store,
+//! the executor and the API apply what these functions decide; they do not decide it again.
+//!
+//! Dependency rule (ARCHITECTURE.md): `domain` imports only the workspace's pure crates
+//! (`switchyard-schemas`, `switchyard-triggers`) and the standard library — never `store`,
+//! `queue`, `executor`, `api` or anything async.
+
+pub mod chain;
+pub mod execution;
+
+pub use chain::{ChainLimits, ChainRefusal, ChainState};
+pub use execution::{
+    AttemptEnd, AttemptOutcome, ClaimDecision, ClaimView, ExecutionStatus, NextStep, PauseReason,
+    StepState, StepStatus, Transition, cancellable, claim, finish, resume,
+};
