@@ -239,6 +239,39 @@ pub struct Settings {
         global = true
     )]
     pub rate_limit: u32,
+
+    /// Time for one event's conditions over all of its tenant's workflows; workflows not yet
+    /// evaluated when it is spent do not match (reported with reason `budget_exceeded`).
+    #[arg(long, env = "SWITCHYARD_MATCH_BUDGET", default_value = "200ms", global = true, value_parser = parse_duration)]
+    pub match_budget: Duration,
+
+    /// Executions one root event and everything its steps emit may start; further matches are
+    /// refused (reason `chain_limit`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_CHAIN_EXECUTIONS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub max_chain_executions: u32,
+
+    /// Workflows per tenant (configuring one more answers 403 `QUOTA_EXCEEDED`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_WORKFLOWS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_workflows: u32,
+
+    /// Push subscriptions per tenant (saving one more answers 403 `QUOTA_EXCEEDED`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_PUSH_SUBSCRIPTIONS",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub max_push_subscriptions: u32,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

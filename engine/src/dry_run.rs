@@ -1,6 +1,8 @@
 //! `POST /api/workflows/test`: try a workflow against an event, or replay its conditions over the
 //! tenant's stored events. Nothing is sent and nothing is stored.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 use switchyard_schemas::event::EventIn;
 use switchyard_triggers::{EvalInput, WorkflowConditions};
@@ -8,6 +10,13 @@ use uuid::Uuid;
 
 use crate::api::{ApiError, AppState};
 use crate::store::WorkflowSpec;
+
+/// A backtest answers with what it evaluated by this wall time (CONTRACT §7).
+pub const BACKTEST_WALL_TIME: Duration = Duration::from_secs(5);
+/// Events a backtest reads at a time…
+const BACKTEST_PAGE: u32 = 100;
+/// …and at most this much of their stored JSON (characters), so memory stays bounded.
+const BACKTEST_PAGE_CHARS: i64 = 4 * 1024 * 1024;
 
 pub struct DryRun<'a> {
     pub state: &'a AppState,
@@ -107,44 +116,81 @@ impl DryRun<'_> {
     }
 
     /// Replays the conditions over the last `limit` stored events of the workflow's trigger.
+    /// Events are read in pages bounded in count and size, each condition runs in the tenant's
+    /// matching lane under the per-event budget, and the whole replay stops after
+    /// [`BACKTEST_WALL_TIME`], answering what it evaluated with `"truncated": true`.
     pub async fn backtest(&self, limit: u32) -> Result<Value, ApiError> {
         let conditions = self.conditions()?;
-        let events = self
-            .state
-            .store
-            .list_events(
-                self.tenant_id,
-                Some((self.spec.entity_type.as_str(), self.spec.trigger.as_str())),
-                None,
-                limit,
-            )
-            .await?;
+        let deadline = Instant::now() + BACKTEST_WALL_TIME;
+        let matcher = &self.state.executor.matcher;
+        let filter = Some((self.spec.entity_type.as_str(), self.spec.trigger.as_str()));
+        let mut evaluated: u32 = 0;
         let mut matched = 0;
+        let mut over_budget = 0;
         let mut matched_samples = Vec::new();
         let mut unmatched_samples = Vec::new();
-        for event in &events {
-            let input = crate::executor::eval_input(event);
-            let report = switchyard_triggers::matching::evaluate(
-                &self.state.conditions,
-                &conditions,
-                &input,
-            );
-            let sample = json!({
-                "eventId": event.event_key, "entityId": event.entity_id, "occurredAt": event.occurred_at,
-                "conditions": report.conditions, "script": report.script,
-            });
-            if report.matched {
-                matched += 1;
-                if matched_samples.len() < 10 {
-                    matched_samples.push(sample);
+        let mut before = None;
+        let mut truncated = false;
+        'pages: while evaluated < limit {
+            let page = (limit - evaluated).min(BACKTEST_PAGE);
+            let (events, _) = self
+                .state
+                .store
+                .list_events_within(self.tenant_id, filter, before, page, BACKTEST_PAGE_CHARS)
+                .await?;
+            let Some(last) = events.last() else {
+                break;
+            };
+            before = Some(last.id);
+            for event in &events {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    truncated = true;
+                    break 'pages;
                 }
-            } else if unmatched_samples.len() < 5 {
-                unmatched_samples.push(sample);
+                let evaluation = matcher.evaluate_in_lane(
+                    self.tenant_id,
+                    crate::executor::eval_input(event),
+                    vec![conditions.clone()],
+                );
+                let Ok(reports) = tokio::time::timeout(left, evaluation).await else {
+                    truncated = true;
+                    break 'pages;
+                };
+                let reports = reports.map_err(|e| {
+                    tracing::error!(error = %e, "backtest evaluation failed");
+                    ApiError::internal()
+                })?;
+                evaluated += 1;
+                let Some(Some(report)) = reports.into_iter().next() else {
+                    over_budget += 1;
+                    if unmatched_samples.len() < 5 {
+                        unmatched_samples.push(json!({
+                            "eventId": event.event_key, "entityId": event.entity_id,
+                            "occurredAt": event.occurred_at, "reason": crate::executor::matching::BUDGET_EXCEEDED,
+                        }));
+                    }
+                    continue;
+                };
+                let sample = json!({
+                    "eventId": event.event_key, "entityId": event.entity_id, "occurredAt": event.occurred_at,
+                    "conditions": report.conditions, "script": report.script,
+                });
+                if report.matched {
+                    matched += 1;
+                    if matched_samples.len() < 10 {
+                        matched_samples.push(sample);
+                    }
+                } else if unmatched_samples.len() < 5 {
+                    unmatched_samples.push(sample);
+                }
             }
         }
         Ok(json!({
-            "evaluated": events.len(),
+            "evaluated": evaluated,
             "matched": matched,
+            "budgetExceeded": over_budget,
+            "truncated": truncated,
             "samples": {"matched": matched_samples, "notMatched": unmatched_samples},
         }))
     }

@@ -98,6 +98,10 @@ impl App {
                 retry_schedule: settings.retry_schedule.0.clone(),
                 sweep_interval: settings.sweep_interval,
                 redispatch_after: settings.redispatch_after,
+                matching: crate::executor::matching::MatchLimits {
+                    budget: settings.match_budget,
+                    max_chain_executions: settings.max_chain_executions,
+                },
                 ..ExecutorSettings::default()
             },
         ));

@@ -9,6 +9,8 @@ use utoipa::ToSchema;
 pub enum ErrorCode {
     Unauthorized,
     Forbidden,
+    /// A per-tenant quota (CONTRACT §7) would be exceeded; the message names it and its value.
+    QuotaExceeded,
     NotFound,
     MethodNotAllowed,
     ValidationError,
@@ -24,7 +26,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
+            ErrorCode::Forbidden | ErrorCode::QuotaExceeded => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ValidationError | ErrorCode::ConfigurationError => 400,

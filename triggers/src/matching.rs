@@ -60,6 +60,22 @@ pub fn evaluate_prepared(
     report(wc, entity, script)
 }
 
+/// [`evaluate_prepared`] whose script stops at `deadline` as well (the rest of an event's
+/// matching budget; see [`ConditionEngine::evaluate_prepared_until`]).
+pub fn evaluate_prepared_until(
+    engine: &ConditionEngine,
+    wc: &WorkflowConditions,
+    entity: &Value,
+    prepared: &PreparedInput,
+    deadline: std::time::Instant,
+) -> MatchReport {
+    let script = wc
+        .condition
+        .as_ref()
+        .map(|cond| script_result(engine.evaluate_prepared_until(cond, prepared, deadline)));
+    report(wc, entity, script)
+}
+
 fn script_result(outcome: Result<bool, EvalError>) -> ScriptResult {
     match outcome {
         Ok(b) => ScriptResult {

@@ -344,7 +344,7 @@ impl ConditionEngine {
     /// against one event, [`EvalInput::prepare`] once and use [`Self::evaluate_prepared`].
     pub fn evaluate(&self, cond: &CompiledCondition, input: &EvalInput) -> Result<bool, EvalError> {
         // Straight into the scope: the values are fresh, so no copy is needed.
-        self.run(cond, input.prepare().values)
+        self.run(cond, input.prepare().values, None)
     }
 
     /// Evaluates `cond` over an already converted input.
@@ -355,24 +355,48 @@ impl ConditionEngine {
     ) -> Result<bool, EvalError> {
         // Each evaluation gets its own copy, so no script can affect the next one (a closure
         // capturing `entity`, for one, turns the scope's value into a shared one).
-        self.run(cond, input.values.clone())
+        self.run(cond, input.values.clone(), None)
     }
 
-    fn run(&self, cond: &CompiledCondition, values: [Dynamic; 3]) -> Result<bool, EvalError> {
+    /// [`Self::evaluate_prepared`] that also stops at `deadline` (the rest of an event's matching
+    /// budget), whichever of it and the per-evaluation timeout comes first. Running into
+    /// `deadline` reports [`ScriptLimit::Timeout`] with the time this evaluation was given.
+    pub fn evaluate_prepared_until(
+        &self,
+        cond: &CompiledCondition,
+        input: &PreparedInput,
+        deadline: Instant,
+    ) -> Result<bool, EvalError> {
+        self.run(cond, input.values.clone(), Some(deadline))
+    }
+
+    fn run(
+        &self,
+        cond: &CompiledCondition,
+        values: [Dynamic; 3],
+        budget: Option<Instant>,
+    ) -> Result<bool, EvalError> {
         // Constants, so `entity.total = 0` is an error rather than a silent no-op.
         let mut scope = Scope::with_capacity(INPUT_NAMES.len());
         for (name, value) in INPUT_NAMES.into_iter().zip(values) {
             scope.push_constant_dynamic(name, value);
         }
 
-        let _deadline = DeadlineGuard::set(Instant::now() + self.limits.timeout);
+        let started = Instant::now();
+        let deadline = match budget {
+            Some(budget) => budget.min(started + self.limits.timeout),
+            None => started + self.limits.timeout,
+        };
+        let _deadline = DeadlineGuard::set(deadline);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             self.engine
                 .eval_ast_with_scope::<Dynamic>(&mut scope, &cond.ast)
         }));
         let value = match outcome {
             Ok(Ok(value)) => value,
-            Ok(Err(err)) => return Err(self.eval_error(&err)),
+            Ok(Err(err)) => {
+                return Err(self.eval_error(&err, deadline.saturating_duration_since(started)));
+            }
             Err(_) => return Err(EvalError::Panicked),
         };
         value.as_bool().map_err(|type_name| {
@@ -380,7 +404,8 @@ impl ConditionEngine {
         })
     }
 
-    fn eval_error(&self, err: &EvalAltResult) -> EvalError {
+    /// `allowed`: the time this evaluation was given (the timeout, or less of a spent budget).
+    fn eval_error(&self, err: &EvalAltResult, allowed: Duration) -> EvalError {
         // Errors inside script-defined functions arrive wrapped once per call level; the limit
         // that was hit is at the bottom.
         let inner = err.unwrap_inner();
@@ -388,7 +413,7 @@ impl ConditionEngine {
             EvalAltResult::ErrorTooManyOperations(_) => {
                 Some(ScriptLimit::Operations(self.limits.max_operations))
             }
-            EvalAltResult::ErrorTerminated(..) => Some(ScriptLimit::Timeout(self.limits.timeout)),
+            EvalAltResult::ErrorTerminated(..) => Some(ScriptLimit::Timeout(allowed)),
             EvalAltResult::ErrorStackOverflow(_) => {
                 Some(ScriptLimit::CallLevels(self.limits.max_call_levels))
             }

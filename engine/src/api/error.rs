@@ -46,6 +46,14 @@ impl ApiError {
         Self::new(ErrorCode::Conflict, message)
     }
 
+    /// 403 `QUOTA_EXCEEDED`: the message names the limit, its flag and its value.
+    pub fn quota(what: &str, flag: &str, value: u32) -> Self {
+        Self::new(
+            ErrorCode::QuotaExceeded,
+            format!("this tenant already has the most {what} allowed: {value} ({flag})"),
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
     }

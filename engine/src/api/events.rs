@@ -20,6 +20,11 @@ use super::extract::{Json, PageParams, Query, Tenant, paginate};
 use super::respond::{list, ok};
 use crate::store::{EventRecord, ExecutionRecord};
 
+/// A page of `GET /api/events` ends early (with a cursor) once the stored JSON of its events
+/// (`data`, `previous`, `outcome`) reaches this many characters; a page always holds at least one
+/// event, so a page is at most this plus one event (each bounded by the 1 MiB body limit).
+const PAGE_CHARS: i64 = 4 * 1024 * 1024;
+
 /// Longest entity id and event id accepted.
 const MAX_ID: usize = 256;
 
@@ -182,7 +187,8 @@ pub struct EventsQuery {
     cursor: Option<String>,
 }
 
-/// The tenant's recent events, newest first.
+/// The tenant's recent events, newest first. A page may hold fewer than `limit` events: it ends
+/// early, with a `cursor`, once its events' JSON reaches 4 MiB (docs/limits.md).
 #[utoipa::path(get, path = "/api/events", tag = "events", params(EventsQuery),
     responses(
         (status = 200, body = ListEnvelope<EventView>),
@@ -217,11 +223,19 @@ async fn list_events(
             ));
         }
     };
-    let rows = state
+    let (rows, cut) = state
         .store
-        .list_events(tenant.id, filter, page.after, page.limit + 1)
+        .list_events_within(tenant.id, filter, page.after, page.limit + 1, PAGE_CHARS)
         .await?;
-    let (rows, cursor) = paginate(rows, page, |e| e.id);
+    let (rows, cursor) = if cut {
+        // The page is full by size: it ends early, and the cursor leads on from its last event.
+        let cursor = rows
+            .last()
+            .map(|last| super::extract::encode_cursor(last.id));
+        (rows, cursor)
+    } else {
+        paginate(rows, page, |e| e.id)
+    };
     Ok(list(
         rows.into_iter().map(|e| view(e, Vec::new())).collect(),
         cursor,

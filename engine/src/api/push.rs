@@ -107,6 +107,18 @@ async fn save_subscription(
         state.settings.allow_private_targets,
     )
     .map_err(|e| ApiError::field(e.field.as_deref().unwrap_or("endpoint"), e.message))?;
+    let max = state.settings.max_push_subscriptions;
+    let (count, exists) = state
+        .store
+        .count_push_subscriptions(tenant.id, &body.endpoint)
+        .await?;
+    if !exists && count >= i64::from(max) {
+        return Err(ApiError::quota(
+            "push subscriptions",
+            "--max-push-subscriptions",
+            max,
+        ));
+    }
     let created = state
         .store
         .save_push_subscription(

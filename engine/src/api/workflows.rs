@@ -210,10 +210,16 @@ async fn configure(
                 .await?;
             (StatusCode::OK, stored)
         }
-        None => (
-            StatusCode::CREATED,
-            state.store.insert_workflow(tenant.id, &write).await?,
-        ),
+        None => {
+            let max = state.settings.max_workflows;
+            if state.store.count_workflows(tenant.id).await? >= i64::from(max) {
+                return Err(ApiError::quota("workflows", "--max-workflows", max));
+            }
+            (
+                StatusCode::CREATED,
+                state.store.insert_workflow(tenant.id, &write).await?,
+            )
+        }
     };
     // Saving a workflow re-enables the endpoints it uses (CONTRACT §5, endpoint health).
     let endpoints: Vec<String> = stored

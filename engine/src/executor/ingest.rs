@@ -1,10 +1,11 @@
 //! Group commit of incoming events: concurrent `POST /api/events` requests are matched and written
 //! together ([`super::batch`]): a few multi-row statements store a batch of events, update their
 //! entities and start their executions in one transaction, and the first steps go to the queue in
-//! one call after the commit.
+//! one call after the commit. Matching happens in per-tenant lanes before the shared write, so
+//! a tenant's slow conditions hold up only that tenant's events.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -17,28 +18,119 @@ use crate::store::{
     EventRecord, EventWrite, Ingested, NewEvent, Store, StoreError, StoreResult, now_ms,
 };
 
+/// Above this many tenants with a lane, the lanes are dropped and made again on demand (a lane
+/// is a parked task and a channel; a batch in flight keeps its own lane alive until it ends).
+const LANES_KEPT: usize = 10_000;
+
+/// What one tenant's batch writes, and what the write answers for each of its events.
+type Writes = Vec<EventWrite>;
+type Written = StoreResult<Vec<(Ingested, Vec<Uuid>)>>;
+
+/// Group commit in two stages. Each tenant has its own lane (a batcher): its events are
+/// deduplicated, read and matched there, so one tenant's slow conditions delay only its own
+/// events. The matched batches of every lane then meet in one writer (a second batcher) that
+/// writes whatever is waiting in one transaction, so many quiet tenants still share commits.
 #[derive(Clone)]
 pub struct IngestBatcher {
-    batcher: Batcher<NewEvent, StoreResult<Ingested>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    dispatch: Arc<dyn Dispatch>,
+    matcher: Arc<Matcher>,
+    writer: Batcher<Writes, Written>,
+    lanes: Mutex<HashMap<Uuid, Batcher<NewEvent, StoreResult<Ingested>>>>,
 }
 
 impl IngestBatcher {
-    /// Starts the batching task; it ends when every handle is dropped.
+    /// Starts the writer; lanes start with their tenant's first event. Tasks end when every
+    /// handle is dropped.
     pub fn start(store: Store, dispatch: Arc<dyn Dispatch>, matcher: Arc<Matcher>) -> Self {
-        let batcher = Batcher::start(move |events: Vec<NewEvent>| {
-            let (store, dispatch, matcher) = (store.clone(), dispatch.clone(), matcher.clone());
-            async move { ingest_batch(&store, dispatch.as_ref(), &matcher, &events).await }
-        });
-        Self { batcher }
+        let writer = {
+            let store = store.clone();
+            Batcher::start(move |batches: Vec<Writes>| {
+                let store = store.clone();
+                async move { write_batches(&store, batches).await }
+            })
+        };
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                dispatch,
+                matcher,
+                writer,
+                lanes: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The tenant's lane, started if it has none.
+    fn lane(&self, tenant_id: Uuid) -> Batcher<NewEvent, StoreResult<Ingested>> {
+        let start = || {
+            let (store, dispatch, matcher, writer) = (
+                self.inner.store.clone(),
+                self.inner.dispatch.clone(),
+                self.inner.matcher.clone(),
+                self.inner.writer.clone(),
+            );
+            Batcher::start(move |events: Vec<NewEvent>| {
+                let (store, dispatch, matcher, writer) = (
+                    store.clone(),
+                    dispatch.clone(),
+                    matcher.clone(),
+                    writer.clone(),
+                );
+                async move { ingest_batch(&store, dispatch.as_ref(), &matcher, &writer, &events).await }
+            })
+        };
+        let Ok(mut lanes) = self.inner.lanes.lock() else {
+            return start();
+        };
+        if lanes.len() > LANES_KEPT && !lanes.contains_key(&tenant_id) {
+            lanes.clear();
+        }
+        lanes.entry(tenant_id).or_insert_with(start).clone()
     }
 
     /// Stores the event (durably, before answering) with its matching and executions.
     pub async fn ingest(&self, event: NewEvent) -> StoreResult<Ingested> {
-        self.batcher.call(event).await.unwrap_or_else(|| {
-            Err(StoreError::Unavailable(
-                "the ingest task stopped".to_owned(),
-            ))
-        })
+        self.lane(event.tenant_id)
+            .call(event)
+            .await
+            .unwrap_or_else(|| {
+                Err(StoreError::Unavailable(
+                    "the ingest task stopped".to_owned(),
+                ))
+            })
+    }
+}
+
+/// Writes the matched batches of several lanes in one transaction; a failed transaction is
+/// retried one lane's batch at a time ([`super::batch::answer_each`]).
+async fn write_batches(store: &Store, batches: Vec<Writes>) -> Vec<Written> {
+    let joined;
+    let all: &[EventWrite] = if batches.len() == 1 {
+        &batches[0]
+    } else {
+        joined = batches.iter().flatten().cloned().collect::<Vec<_>>();
+        &joined
+    };
+    match store.write_matched_events(all).await {
+        Ok(written) => {
+            let mut written = written.into_iter();
+            batches
+                .iter()
+                .map(|batch| Ok(written.by_ref().take(batch.len()).collect()))
+                .collect()
+        }
+        Err(error) => {
+            super::batch::answer_each(&batches, error, |batch| {
+                let (store, batch) = (store.clone(), batch.clone());
+                async move { store.write_matched_events(&batch).await }
+            })
+            .await
+        }
     }
 }
 
@@ -46,12 +138,13 @@ async fn ingest_batch(
     store: &Store,
     dispatch: &dyn Dispatch,
     matcher: &Matcher,
+    writer: &Batcher<Writes, Written>,
     events: &[NewEvent],
 ) -> Vec<StoreResult<Ingested>> {
     let started = std::time::Instant::now();
     let now = now_ms();
     let (results, jobs): (Vec<StoreResult<Ingested>>, Vec<(Job, i64)>) = match ingest_matched(
-        store, matcher, events,
+        store, matcher, writer, events,
     )
     .await
     {
@@ -135,6 +228,7 @@ enum Slot {
 async fn ingest_matched(
     store: &Store,
     matcher: &Matcher,
+    writer: &Batcher<Writes, Written>,
     events: &[NewEvent],
 ) -> Result<Vec<(Ingested, Vec<Uuid>)>, IngestError> {
     // Ids and keys; events the tenant already has (or that repeat an earlier one of this batch)
@@ -242,14 +336,17 @@ async fn ingest_matched(
             record.entity_type.clone(),
             record.trigger.clone(),
         );
-        let decision = matcher
+        let mut decision = matcher
             .decide(
                 &record,
                 candidates.get(&trigger_key).cloned().unwrap_or_default(),
             )
             .await?;
+        // An API event is the root of its causal chain: nothing has counted against it yet.
+        let limit = matcher.limits.max_chain_executions;
+        decision.limit_chain(usize::try_from(limit).unwrap_or(usize::MAX), limit);
         record.state = "processed".to_owned();
-        record.outcome = Some(decision.outcome);
+        record.outcome = Some(decision.outcome());
         slots.push(Slot::Write);
         writes.push(EventWrite {
             record,
@@ -258,7 +355,11 @@ async fn ingest_matched(
         });
     }
 
-    let mut written = store.write_matched_events(&writes).await?.into_iter();
+    let mut written = writer
+        .call(writes)
+        .await
+        .unwrap_or_else(|| Err(StoreError::Unavailable("the write task stopped".to_owned())))?
+        .into_iter();
     let mut out: Vec<(Ingested, Vec<Uuid>)> = Vec::with_capacity(events.len());
     for slot in slots {
         let answer = match slot {

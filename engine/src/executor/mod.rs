@@ -51,6 +51,8 @@ pub struct ExecutorSettings {
     /// A due step still queued this long after its time is dispatched again (the queue may have
     /// lost it).
     pub redispatch_after: Duration,
+    /// The matching budget and the causal chain's execution limit.
+    pub matching: matching::MatchLimits,
 }
 
 impl Default for ExecutorSettings {
@@ -64,6 +66,7 @@ impl Default for ExecutorSettings {
             step_timeout: Duration::from_secs(120),
             sweep_interval: Duration::from_secs(1),
             redispatch_after: Duration::from_secs(20),
+            matching: matching::MatchLimits::default(),
         }
     }
 }
@@ -141,7 +144,11 @@ impl Executor {
             std::process::id(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
-        let matcher = Arc::new(matching::Matcher::new(store.clone(), conditions.clone()));
+        let matcher = Arc::new(matching::Matcher::new(
+            store.clone(),
+            conditions.clone(),
+            settings.matching,
+        ));
         let ingest = ingest::IngestBatcher::start(store.clone(), dispatch.clone(), matcher.clone());
         let claims = claim_batcher(store.clone(), worker_id.clone(), millis(settings.lease));
         let outcomes = outcome_batcher(store.clone(), worker_id.clone(), dispatch.clone());
@@ -233,10 +240,22 @@ impl Executor {
             .store
             .active_workflows(event.tenant_id, &event.entity_type, &event.trigger)
             .await?;
-        let decision = self.matcher.decide(&event, candidates).await?;
+        let mut decision = self.matcher.decide(&event, candidates).await?;
         let mut tx = self.store.write_tx().await?;
+        // The chain's count is taken in this transaction (a row lock on PostgreSQL, the write
+        // lock on SQLite), so workers matching events of one chain at once never start more
+        // than the limit between them.
+        let limit = self.matcher.limits.max_chain_executions;
+        let room = crate::store::reserve_chain_executions(
+            &mut tx,
+            event.id,
+            decision.executions.len(),
+            limit,
+        )
+        .await?;
+        decision.limit_chain(room, limit);
         let first_steps = crate::store::insert_executions(&mut tx, &decision.executions).await?;
-        if !crate::store::finish_event(&mut tx, event.id, &decision.outcome).await? {
+        if !crate::store::finish_event(&mut tx, event.id, &decision.outcome()).await? {
             // Another worker processed it first; its executions stand, ours are rolled back.
             return Ok(());
         }

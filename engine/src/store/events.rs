@@ -130,9 +130,12 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     };
 
     let inserted = sqlx::query(
+        // An emitted event inherits its cause's chain root (the cause's own id when the cause
+        // is a root), for the chain's execution limit.
         "INSERT INTO events (id, tenant_id, event_key, entity_type, entity_id, trig, data, previous, \
-         occurred_at, received_at, causation_id, depth, chain, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending') \
+         occurred_at, received_at, causation_id, depth, chain, state, root_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', \
+         (SELECT COALESCE(c.root_id, c.id) FROM events c WHERE c.id = $11)) \
          ON CONFLICT (tenant_id, event_key) DO NOTHING",
     )
     .bind(id.to_string())
@@ -191,6 +194,50 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
         event_key: key,
         duplicate: false,
     })
+}
+
+/// Takes up to `wanted` executions from the causal chain of `event_id` (at most `limit` in all,
+/// counting its root event's own), inside `tx`; returns how many may start. See migration 0006.
+pub(crate) async fn reserve_chain_executions(
+    tx: &mut Tx,
+    event_id: Uuid,
+    wanted: usize,
+    limit: u32,
+) -> StoreResult<usize> {
+    if wanted == 0 {
+        return Ok(0);
+    }
+    let root: Option<String> =
+        sqlx::query("SELECT COALESCE(root_id, id) FROM events WHERE id = $1")
+            .bind(event_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+    let root = root.unwrap_or_else(|| event_id.to_string());
+    sqlx::query(
+        "INSERT INTO event_chains (root_id, executions) \
+         SELECT $1, COUNT(*) FROM executions WHERE event_id = $1 \
+         ON CONFLICT (root_id) DO NOTHING",
+    )
+    .bind(&root)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    let wanted_i64 = i64::try_from(wanted).unwrap_or(i64::MAX);
+    let after: i64 = sqlx::query(
+        "UPDATE event_chains SET executions = executions + $1 WHERE root_id = $2 RETURNING executions",
+    )
+    .bind(wanted_i64)
+    .bind(&root)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .try_get(0)?;
+    let before = after.saturating_sub(wanted_i64);
+    let room = (i64::from(limit) - before).clamp(0, wanted_i64);
+    Ok(usize::try_from(room).unwrap_or(0))
 }
 
 /// An API event ready to be written: its id and key assigned, its previous data resolved and its
@@ -507,6 +554,83 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
         rows.iter().map(decode_event).collect()
+    }
+
+    /// [`Store::list_events`] within a size budget: the first rows whose stored `data`,
+    /// `previous` and `outcome` add up to at most `max_chars` (always at least one row). Sizes
+    /// are read first, so a page of large events is never loaded past the budget. The flag says
+    /// whether the budget cut the page short (more rows follow).
+    pub async fn list_events_within(
+        &self,
+        tenant_id: Uuid,
+        filter: Option<(&str, &str)>,
+        before: Option<Uuid>,
+        limit: u32,
+        max_chars: i64,
+    ) -> StoreResult<(Vec<EventRecord>, bool)> {
+        let mut sql = "SELECT id, LENGTH(data) + COALESCE(LENGTH(previous), 0) + \
+                       COALESCE(LENGTH(outcome), 0) FROM events WHERE tenant_id = $1"
+            .to_owned();
+        let mut n = 2;
+        if before.is_some() {
+            sql.push_str(" AND id < $2");
+            n = 3;
+        }
+        if filter.is_some() {
+            sql.push_str(&format!(" AND entity_type = ${n} AND trig = ${}", n + 1));
+            n += 2;
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${n}"));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+        if let Some(before) = before {
+            query = query.bind(before.to_string());
+        }
+        if let Some((entity_type, trigger)) = filter {
+            query = query.bind(entity_type.to_owned()).bind(trigger.to_owned());
+        }
+        let sizes = query
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let mut kept: Vec<String> = Vec::new();
+        let mut total = 0i64;
+        for row in &sizes {
+            let size: i64 = row.try_get(1)?;
+            total = total.saturating_add(size);
+            if total > max_chars && !kept.is_empty() {
+                break;
+            }
+            kept.push(row.try_get(0)?);
+        }
+        let cut = kept.len() < sizes.len();
+        let (Some(newest), Some(oldest)) = (kept.first(), kept.last()) else {
+            return Ok((Vec::new(), false));
+        };
+        // By the id range just measured: events stored since then are newer and stay out.
+        let mut sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id <= $2 AND id >= $3"
+        );
+        if filter.is_some() {
+            sql.push_str(" AND entity_type = $4 AND trig = $5");
+        }
+        sql.push_str(" ORDER BY id DESC");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id.to_string())
+            .bind(newest)
+            .bind(oldest);
+        if let Some((entity_type, trigger)) = filter {
+            query = query.bind(entity_type.to_owned()).bind(trigger.to_owned());
+        }
+        let rows = query
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let events = rows
+            .iter()
+            .map(decode_event)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((events, cut))
     }
 
     /// The event, if it still waits to be matched.

@@ -8,13 +8,14 @@
 mod events;
 mod executions;
 mod integrations;
+mod quotas;
 mod rotation;
 mod schedules;
 mod tenants;
 mod workflows;
 
-pub(crate) use events::finish_event;
 pub use events::{EventRecord, EventWrite, Ingested, NewEvent};
+pub(crate) use events::{finish_event, reserve_chain_executions};
 pub use executions::*;
 pub use integrations::{
     INTEGRATION_ACTIVE, INTEGRATION_DISABLED, IntegrationRecord, NewIntegration,
