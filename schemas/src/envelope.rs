@@ -18,6 +18,8 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    /// The request (headers, body and handling) took longer than `--request-timeout`.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -33,6 +35,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 }

@@ -212,7 +212,10 @@ async fn configure(
         }
         None => (
             StatusCode::CREATED,
-            state.store.insert_workflow(tenant.id, &write).await?,
+            state
+                .store
+                .insert_workflow_with_id(tenant.id, validated.id, &write)
+                .await?,
         ),
     };
     // Saving a workflow re-enables the endpoints it uses (CONTRACT §5, endpoint health).
