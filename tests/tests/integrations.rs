@@ -685,7 +685,16 @@ async fn shopify_webhooks_become_events(db: Db) {
         "wh-oos-2",
     )
     .await;
-    assert_eq!(ingested(&reply), [("shopify:wh-oos-2".to_owned(), false)]);
+    // The same body under a fresh delivery id is a replay (CONTRACT §7): nothing ingested, the
+    // first delivery's events named as duplicates.
+    assert_eq!(reply.body["data"]["duplicate"], true, "{:?}", reply.body);
+    assert_eq!(
+        ingested(&reply),
+        [
+            ("shopify:wh-oos-1".to_owned(), true),
+            ("shopify:wh-oos-1:product_out_of_stock".to_owned(), true)
+        ]
+    );
 
     // fulfillments/create and customers/create.
     let reply = shopify_delivery(
@@ -734,8 +743,12 @@ async fn shopify_webhooks_become_events(db: Db) {
     .await;
     assert!(ingested(&reply).is_empty());
 
-    // The out-of-stock repeat started nothing: still one delivery per workflow.
-    processed_event(&server, &key, "shopify:wh-oos-2").await;
+    // The out-of-stock repeat started nothing: no event of its own, still one delivery per
+    // workflow.
+    server
+        .get(&key, "/api/events/shopify:wh-oos-2")
+        .await
+        .assert_error(404, "NOT_FOUND");
     assert_eq!(receiver.count(), 2);
 
     // Disabled: 409. Removed: 404, and gone from the list.
@@ -891,29 +904,23 @@ async fn woocommerce_webhooks_become_events(db: Db) {
     assert_eq!(paid["data"]["paidAt"], "2026-05-15T07:02:33Z");
     let delivered = receiver.wait_for(1, WAIT).await;
     assert_eq!(delivered[0].body["type"], "order_status_changed");
-    // The same state saved again (a note, say): nothing changed, nothing ingested.
-    let reply = wc_delivery(
-        &server,
-        &guid,
-        "woocommerce/order-updated.json",
-        "order.updated",
-        updated_sig,
-        "d2",
-    )
-    .await;
-    assert!(ingested(&reply).is_empty());
-    // A redelivery of the first update is answered 200 and starts nothing either: the stored
-    // order already shows what it carries.
-    let reply = wc_delivery(
-        &server,
-        &guid,
-        "woocommerce/order-updated.json",
-        "order.updated",
-        updated_sig,
-        "d1",
-    )
-    .await;
-    assert!(ingested(&reply).is_empty());
+    // The same body again, under a fresh delivery id or the first one: a replay (CONTRACT §7),
+    // answered 200 with the first delivery's events as duplicates; nothing ingested.
+    let events = event_count(&server, &key).await;
+    for delivery in ["d2", "d1"] {
+        let reply = wc_delivery(
+            &server,
+            &guid,
+            "woocommerce/order-updated.json",
+            "order.updated",
+            updated_sig,
+            delivery,
+        )
+        .await;
+        assert_eq!(reply.body["data"]["duplicate"], true, "{:?}", reply.body);
+        assert!(ingested(&reply).iter().all(|(_, duplicate)| *duplicate));
+    }
+    assert_eq!(event_count(&server, &key).await, events);
 
     // Products: in stock, then out of stock (the transition), and the customer.
     let reply = wc_delivery(
