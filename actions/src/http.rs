@@ -28,9 +28,12 @@ pub enum GuardError {
     UserInfo,
     #[error("the URL has no host")]
     NoHost,
-    #[error("target address not allowed: {0} is not a public address")]
+    // One wording for a refused address, a name resolving only to refused addresses and a name
+    // that does not resolve at all: telling them apart would let a tenant probe which internal
+    // names exist (configure errors and attempt records are theirs to read).
+    #[error("target not allowed: {0} is not a public address or does not resolve to one")]
     Address(IpAddr),
-    #[error("target address not allowed: {0} resolves only to non-public addresses")]
+    #[error("target not allowed: {0} is not a public address or does not resolve to one")]
     Resolved(String),
 }
 
@@ -364,8 +367,13 @@ impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let public: Vec<SocketAddr> = resolved.filter(|a| is_public_ip(a.ip())).collect();
+            // A name that does not resolve is refused like one that resolves privately, with the
+            // same error (see `GuardError`); the cost is that a passing DNS failure is not
+            // retried as a connection failure would be.
+            let public: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(resolved) => resolved.filter(|a| is_public_ip(a.ip())).collect(),
+                Err(_) => Vec::new(),
+            };
             if public.is_empty() {
                 return Err(Box::new(GuardError::Resolved(host)) as BoxError);
             }

@@ -272,6 +272,15 @@ pub struct Settings {
         global = true
     )]
     pub max_push_subscriptions: u32,
+    /// How long a client may take to send a request's headers; a connection that has not sent
+    /// them in time is closed (slow-header clients cannot hold connections open).
+    #[arg(long, env = "SWITCHYARD_HEADER_TIMEOUT", default_value = "10s", global = true, value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long one request may take, body and handler included; past it the answer is 408
+    /// `REQUEST_TIMEOUT`.
+    #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT", default_value = "30s", global = true, value_parser = parse_duration)]
+    pub request_timeout: Duration,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

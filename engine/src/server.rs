@@ -70,6 +70,19 @@ pub async fn load_master_key(settings: &Settings, store: &Store) -> anyhow::Resu
         },
     };
     store.check_master_key(&key).await?;
+    // Secrets written before they were bound to their records are re-encrypted once, before
+    // anything reads them (the engine reads only record-bound values).
+    if let Some(done) = store
+        .bind_secrets_to_records(&key)
+        .await
+        .context("binding stored secrets to their records")?
+    {
+        tracing::info!(
+            integrations = done.integrations,
+            workflow_secrets = done.workflow_secrets,
+            "stored secrets re-encrypted, bound to their records"
+        );
+    }
     Ok(key)
 }
 
@@ -107,6 +120,14 @@ impl App {
         ));
         let state = AppState {
             keys: crate::api::key_lookup(store.clone()),
+            unknown: Arc::new(crate::api::extract::NegativeCache::new(
+                crate::api::NEGATIVE_CACHE_TTL,
+                crate::api::NEGATIVE_CACHE_CAPACITY,
+            )),
+            unknown_integrations: Arc::new(crate::api::extract::NegativeCache::new(
+                crate::api::NEGATIVE_CACHE_TTL,
+                crate::api::NEGATIVE_CACHE_CAPACITY,
+            )),
             store,
             actions,
             conditions,
@@ -138,11 +159,17 @@ impl App {
         if let Some(listener) = listener.filter(|_| roles.api) {
             let router = api::router(self.state.clone());
             let signal = stopped();
+            let header_timeout = self.settings.header_timeout;
+            tasks.spawn(async move { serve_http(listener, router, header_timeout, signal).await });
+            let store = self.state.store.clone();
+            let signal = stopped();
             tasks.spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(signal)
-                    .await
-                    .context("serving HTTP")
+                crate::telemetry::refresh_execution_gauges(
+                    store,
+                    crate::telemetry::EXECUTION_GAUGE_INTERVAL,
+                    signal,
+                )
+                .await
             });
         }
         if roles.workers {
@@ -173,6 +200,58 @@ impl App {
         self.state.store.close().await;
         result
     }
+}
+
+/// Accepts HTTP/1.1 connections on `listener` until `shutdown`, then lets the open ones finish
+/// their requests. Not `axum::serve`: it has no header-read timeout, so a client that sends its
+/// headers a byte at a time could hold a connection (and its task) for ever. Here a connection
+/// that has not sent a request's headers within `header_timeout` is closed, idle keep-alive
+/// connections included; the whole-request limit (`--request-timeout`) is a layer of the router.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    // HTTP/1.1 only: the header timeout is an HTTP/1 notion, and sniffing for the HTTP/2 preface
+    // (what `axum::serve` does) would itself wait for bytes without a deadline.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (socket, _peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin, keep serving.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection(TokioIo::new(socket), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or times out is not the server's error.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The dispatcher the settings ask for: Redis when `--redis-url` is set, else the SQLite file.

@@ -1,7 +1,9 @@
-//! Logging (tracing, to stderr so stdout carries only the ready line and CLI answers) and the
-//! Prometheus recorder behind `/metrics`.
+//! Logging (tracing, to stderr so stdout carries only the ready line and CLI answers), the
+//! Prometheus recorder behind `/metrics`, and the background refresh of the execution gauges.
 
+use std::future::Future;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -38,4 +40,42 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often the execution gauges are refreshed (a Prometheus scrape interval is usually 15-60 s).
+pub const EXECUTION_GAUGE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The execution statuses shown as `switchyard_executions{status}`: the live ones. Terminal
+/// executions only ever accumulate; counting them would scan the table.
+const GAUGED_STATUSES: [&str; 4] = ["queued", "running", "waiting", "paused"];
+
+/// Sets `switchyard_executions{status}` from an index-only count of the non-terminal executions
+/// every `interval` until `stop`, so `GET /metrics` (unauthenticated, callable at any rate) never
+/// queries the database: its cost no longer depends on who calls it or how big the table is.
+pub async fn refresh_execution_gauges(
+    store: crate::store::Store,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut stop = std::pin::pin!(stop);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            _ = ticks.tick() => {}
+        }
+        match store.execution_counts().await {
+            Ok(counts) => {
+                for status in GAUGED_STATUSES {
+                    let count = counts
+                        .iter()
+                        .find(|(s, _)| s == status)
+                        .map_or(0, |(_, n)| *n);
+                    metrics::gauge!("switchyard_executions", "status" => status).set(count as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count executions for /metrics"),
+        }
+    }
 }

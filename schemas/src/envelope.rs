@@ -20,6 +20,8 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    /// The request (headers, body and handling) took longer than `--request-timeout`.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -35,6 +37,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 }

@@ -185,6 +185,45 @@ async fn master_key_is_generated_private_and_checked() {
 }
 
 #[tokio::test]
+async fn a_master_key_file_readable_by_others_is_refused_at_start() {
+    let db = TestDb::new(Db::Sqlite).await.expect("db");
+    let url = db.url.as_str();
+    json(
+        &run(
+            &["tenant", "create", "--name", "a", "--database-url", url],
+            &[],
+        )
+        .await,
+    );
+    let key_file = db.sqlite_dir().expect("dir").join("master.key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--database-url", url];
+    let refused = run(&serve, &[]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let fix = format!("chmod 600 {}", key_file.display());
+    assert!(stderr.contains(&fix), "says how to fix it: {stderr}");
+    assert!(stderr.contains("0644"), "{stderr}");
+    // Other subcommands read the key the same way.
+    let tenant = run(
+        &["tenant", "create", "--name", "b", "--database-url", url],
+        &[],
+    )
+    .await;
+    assert!(!tenant.status.success());
+
+    // Fixed as told, it starts.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    json(
+        &run(
+            &["tenant", "create", "--name", "c", "--database-url", url],
+            &[],
+        )
+        .await,
+    );
+}
+
+#[tokio::test]
 async fn postgres_needs_redis_and_a_master_key() {
     let db = TestDb::new(Db::Postgres).await.expect("db");
     let no_redis = run(

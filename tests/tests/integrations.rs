@@ -22,6 +22,8 @@ on_both_databases! {
     custom_webhooks_are_standard_webhooks => custom_webhooks_are_standard_webhooks;
     integrations_are_tenant_scoped => integrations_are_tenant_scoped;
     rotate_master_key_reencrypts_every_secret => rotate_master_key_reencrypts_every_secret;
+    replayed_bodies_with_fresh_delivery_ids_start_nothing => replayed_bodies_with_fresh_delivery_ids_start_nothing;
+    store_urls_must_be_https => store_urls_must_be_https;
 }
 
 /// Test credentials. The two secrets are the fixtures' (tests/fixtures/*/HEADERS.md), so their
@@ -308,7 +310,7 @@ async fn assert_not_at_rest(db: &TestDb, secrets: &[&str]) {
             assert!(!rows.is_empty());
             for row in rows {
                 let credentials: String = row.get(0);
-                assert!(credentials.starts_with("enc:v1:"), "{credentials}");
+                assert!(credentials.starts_with("enc:v2:"), "{credentials}");
                 let settings: String = row.get(1);
                 let store: Option<String> = row.get(2);
                 for secret in secrets {
@@ -683,7 +685,16 @@ async fn shopify_webhooks_become_events(db: Db) {
         "wh-oos-2",
     )
     .await;
-    assert_eq!(ingested(&reply), [("shopify:wh-oos-2".to_owned(), false)]);
+    // The same body under a fresh delivery id is a replay (CONTRACT §7): nothing ingested, the
+    // first delivery's events named as duplicates.
+    assert_eq!(reply.body["data"]["duplicate"], true, "{:?}", reply.body);
+    assert_eq!(
+        ingested(&reply),
+        [
+            ("shopify:wh-oos-1".to_owned(), true),
+            ("shopify:wh-oos-1:product_out_of_stock".to_owned(), true)
+        ]
+    );
 
     // fulfillments/create and customers/create.
     let reply = shopify_delivery(
@@ -732,8 +743,12 @@ async fn shopify_webhooks_become_events(db: Db) {
     .await;
     assert!(ingested(&reply).is_empty());
 
-    // The out-of-stock repeat started nothing: still one delivery per workflow.
-    processed_event(&server, &key, "shopify:wh-oos-2").await;
+    // The out-of-stock repeat started nothing: no event of its own, still one delivery per
+    // workflow.
+    server
+        .get(&key, "/api/events/shopify:wh-oos-2")
+        .await
+        .assert_error(404, "NOT_FOUND");
     assert_eq!(receiver.count(), 2);
 
     // Disabled: 409. Removed: 404, and gone from the list.
@@ -889,29 +904,23 @@ async fn woocommerce_webhooks_become_events(db: Db) {
     assert_eq!(paid["data"]["paidAt"], "2026-05-15T07:02:33Z");
     let delivered = receiver.wait_for(1, WAIT).await;
     assert_eq!(delivered[0].body["type"], "order_status_changed");
-    // The same state saved again (a note, say): nothing changed, nothing ingested.
-    let reply = wc_delivery(
-        &server,
-        &guid,
-        "woocommerce/order-updated.json",
-        "order.updated",
-        updated_sig,
-        "d2",
-    )
-    .await;
-    assert!(ingested(&reply).is_empty());
-    // A redelivery of the first update is answered 200 and starts nothing either: the stored
-    // order already shows what it carries.
-    let reply = wc_delivery(
-        &server,
-        &guid,
-        "woocommerce/order-updated.json",
-        "order.updated",
-        updated_sig,
-        "d1",
-    )
-    .await;
-    assert!(ingested(&reply).is_empty());
+    // The same body again, under a fresh delivery id or the first one: a replay (CONTRACT §7),
+    // answered 200 with the first delivery's events as duplicates; nothing ingested.
+    let events = event_count(&server, &key).await;
+    for delivery in ["d2", "d1"] {
+        let reply = wc_delivery(
+            &server,
+            &guid,
+            "woocommerce/order-updated.json",
+            "order.updated",
+            updated_sig,
+            delivery,
+        )
+        .await;
+        assert_eq!(reply.body["data"]["duplicate"], true, "{:?}", reply.body);
+        assert!(ingested(&reply).iter().all(|(_, duplicate)| *duplicate));
+    }
+    assert_eq!(event_count(&server, &key).await, events);
 
     // Products: in stock, then out of stock (the transition), and the customer.
     let reply = wc_delivery(
@@ -1279,4 +1288,114 @@ async fn rotate_master_key_reencrypts_every_secret(db: Db) {
     assert!(delivered[0].header("webhook-signature").starts_with("v1,"));
     server.stop().await;
     test_db.cleanup().await;
+}
+
+/// A captured delivery replayed under a fresh `X-Shopify-Webhook-Id` (the signature covers only
+/// the body) is recognised by its topic and body: 200, `duplicate: true`, nothing started. The
+/// same body under another topic is another delivery.
+async fn replayed_bodies_with_fresh_delivery_ids_start_nothing(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let store = fake_store().await;
+    let receiver = Receiver::start().await;
+    let guid = configure(&server, &key, shopify_body(&store))
+        .await
+        .assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned();
+    let workflow = webhook_workflow(&server, &key, "Order", "order_created", &receiver.url).await;
+    let create_sig = "32wsQXpa2Tnu+AdWZakEDEVYn14a79UDzLXtYnMvh1I=";
+    let reply = shopify_delivery(
+        &server,
+        &guid,
+        "shopify/orders-create.json",
+        "orders/create",
+        create_sig,
+        "wh-original",
+    )
+    .await;
+    assert_eq!(reply.body["data"]["duplicate"], false, "{:?}", reply.body);
+    assert_eq!(
+        ingested(&reply),
+        [("shopify:wh-original".to_owned(), false)]
+    );
+    processed_event(&server, &key, "shopify:wh-original").await;
+    receiver.wait_for(1, WAIT).await;
+    let events = event_count(&server, &key).await;
+
+    for fresh in ["wh-replay-1", "wh-replay-2"] {
+        let reply = shopify_delivery(
+            &server,
+            &guid,
+            "shopify/orders-create.json",
+            "orders/create",
+            create_sig,
+            fresh,
+        )
+        .await;
+        assert_eq!(reply.body["data"]["duplicate"], true, "{:?}", reply.body);
+        // The answer names the event the first delivery stored.
+        assert_eq!(ingested(&reply), [("shopify:wh-original".to_owned(), true)]);
+    }
+    assert_eq!(event_count(&server, &key).await, events, "no event stored");
+    let executions = server
+        .get(&key, &format!("/api/executions?workflowId={workflow}"))
+        .await;
+    assert_eq!(executions.assert_ok(200).as_array().map(Vec::len), Some(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 1, "the replay delivered nothing");
+
+    // The digest covers the topic: the same signed body under another topic is not a replay
+    // (orders/updated of an order already stored changes nothing, so no event, but no duplicate).
+    let reply = shopify_delivery(
+        &server,
+        &guid,
+        "shopify/orders-create.json",
+        "orders/updated",
+        create_sig,
+        "wh-other-topic",
+    )
+    .await;
+    assert_eq!(reply.body["data"]["duplicate"], false, "{:?}", reply.body);
+    server.stop().await;
+}
+
+/// Store credentials travel with every call to the store: `http://` store URLs are refused unless
+/// the operator allows private targets (as the other tests' servers do, for their local fakes).
+async fn store_urls_must_be_https(db: Db) {
+    let server = TestServer::start_with(db, &["--allow-private-targets=false"]).await;
+    let (_, key) = server.tenant("Acme").await;
+    for body in [
+        shopify_body("http://shop.example.com"),
+        woocommerce_body("http://shop.example.com/"),
+    ] {
+        let reply = configure(&server, &key, body).await;
+        reply.assert_error(400, "VALIDATION_ERROR");
+        assert_eq!(
+            reply.body["error"]["details"]["field"],
+            "credentials.storeUrl"
+        );
+        let message = reply.body["error"]["message"].as_str().expect("message");
+        assert!(message.contains("https"), "{message}");
+    }
+    // A name that does not resolve and one that resolves privately get one and the same answer,
+    // so configure errors cannot be used to probe internal DNS names.
+    let unresolvable = configure(&server, &key, shopify_body("https://no-such-host.invalid")).await;
+    unresolvable.assert_error(400, "CONFIGURATION_ERROR");
+    let private = configure(&server, &key, shopify_body("https://localhost")).await;
+    private.assert_error(400, "CONFIGURATION_ERROR");
+    let text = |reply: &Reply, host: &str| {
+        reply.body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .replace(host, "HOST")
+    };
+    assert_eq!(
+        text(&unresolvable, "no-such-host.invalid"),
+        text(&private, "localhost")
+    );
+    let list = server.get(&key, "/api/integrations").await;
+    assert_eq!(list.assert_ok(200).as_array().map(Vec::len), Some(0));
+    server.stop().await;
 }

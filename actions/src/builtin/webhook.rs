@@ -283,7 +283,7 @@ impl Action for WebhookAction {
                 ActionError::permanent(reason.to_string())
             }
             SendError::Blocked(other) => {
-                ActionError::permanent(format!("target address not allowed: {other}"))
+                ActionError::permanent(format!("target not allowed: {other}"))
             }
             other => ActionError::retryable(other.to_string()),
         })?;

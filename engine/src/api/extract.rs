@@ -40,16 +40,22 @@ impl FromRequestParts<AppState> for Tenant {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(rejected)?
             .trim();
-        let record = state
-            .keys
-            .call(key.to_owned())
-            .await
-            .unwrap_or_else(|| {
-                Err(crate::store::StoreError::Unavailable(
-                    "the key lookup task stopped".to_owned(),
-                ))
-            })?
-            .ok_or_else(rejected)?;
+        // Work before authentication stays small and bounded: a key that cannot be one of ours
+        // is refused without a lookup, one looked up and not found recently without another,
+        // and the lookups that remain are coalesced by the key batcher (at most two queries in
+        // flight, whatever the number of requests).
+        if !crate::store::is_well_formed_key(key) || state.unknown.contains(key.as_bytes()) {
+            return Err(rejected());
+        }
+        let record = state.keys.call(key.to_owned()).await.unwrap_or_else(|| {
+            Err(crate::store::StoreError::Unavailable(
+                "the key lookup task stopped".to_owned(),
+            ))
+        })?;
+        let Some(record) = record else {
+            state.unknown.insert(key.as_bytes());
+            return Err(rejected());
+        };
         if record.revoked {
             return Err(rejected());
         }
@@ -89,10 +95,98 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 "the request body must be a JSON object",
             ));
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        refuse_nul(&bytes)?;
+        Ok(Json(value))
+    }
+}
+
+/// Refuses a JSON body with U+0000 in any string (key or value). PostgreSQL cannot store it in
+/// text or JSON, SQLite would, so it is refused on both: the same answer on either database, a
+/// 400 rather than the database's error. JSON can carry it only as a `\u0000` escape, so bodies
+/// without one (nearly all) are passed by a scan of their bytes; the others are parsed to tell a
+/// real NUL from an escaped backslash followed by `u0000`.
+pub fn refuse_nul(body: &[u8]) -> Result<(), ApiError> {
+    let maybe = body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"));
+    if !maybe {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) if contains_nul(&value) => Err(nul_error()),
+        _ => Ok(()),
+    }
+}
+
+/// The error for a string holding U+0000.
+pub fn nul_error() -> ApiError {
+    ApiError::validation("strings must not contain the NUL character (U+0000)")
+}
+
+/// Whether any string (or object key) in `value` holds U+0000.
+pub fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+/// Ids recently looked up and not found (API keys, inbound integration ids), so that a client
+/// repeating unknown ones costs a hash and a map lookup instead of a query each time. Entries
+/// expire after `ttl`; the map never holds more than `capacity` (it is emptied when full of live
+/// entries, which only costs the queries it saved). Ids are kept as SHA-256, not in clear.
+pub struct NegativeCache {
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
+    ttl: std::time::Duration,
+    capacity: usize,
+}
+
+impl NegativeCache {
+    pub fn new(ttl: std::time::Duration, capacity: usize) -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            ttl,
+            capacity: capacity.max(1),
         }
+    }
+
+    fn digest(id: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(id).into()
+    }
+
+    /// Whether `id` was recorded as unknown less than `ttl` ago.
+    pub fn contains(&self, id: &[u8]) -> bool {
+        let digest = Self::digest(id);
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(&digest)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Records `id` as unknown.
+    pub fn insert(&self, id: &[u8]) {
+        let digest = Self::digest(id);
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, at| at.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, std::time::Instant::now());
     }
 }
 

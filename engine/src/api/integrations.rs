@@ -18,12 +18,15 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::events::validate_event;
-use super::extract::{Json, PageParams, Query, Tenant, paginate, parse_id};
+use super::extract::{
+    Json, PageParams, Query, Tenant, contains_nul, nul_error, paginate, parse_id,
+};
 use super::respond::{list, ok, success};
 use crate::integrations::{
     self, CredentialField, Credentials, IntegrationSettings, Provider, SettingInfo, Topic,
     VerifyError,
 };
+use crate::secrets::SecretScope;
 use crate::store::{IntegrationRecord, NewIntegration};
 
 pub fn router() -> Router<AppState> {
@@ -149,6 +152,9 @@ pub struct InboundEventResult {
 #[serde(rename_all = "camelCase")]
 pub struct InboundResult {
     pub events: Vec<InboundEventResult>,
+    /// The same topic and body were accepted before (within 7 days), under this or another
+    /// delivery id: nothing was ingested now; `events` are the first delivery's.
+    pub duplicate: bool,
 }
 
 /// The provider catalog.
@@ -203,8 +209,12 @@ async fn configure(
         ));
     }
     let mut credentials = body.credentials;
-    let generated = integrations::validate_credentials(provider, &mut credentials)
-        .map_err(|e| ApiError::field(&format!("credentials.{}", e.field), e.message))?;
+    let generated = integrations::validate_credentials(
+        provider,
+        &mut credentials,
+        state.settings.allow_private_targets,
+    )
+    .map_err(|e| ApiError::field(&format!("credentials.{}", e.field), e.message))?;
     let settings = body.settings.unwrap_or_default();
 
     let client = GuardedClient::new(state.settings.allow_private_targets).map_err(|e| {
@@ -220,10 +230,14 @@ async fn configure(
         tracing::error!(error = %e, "serializing credentials");
         ApiError::internal()
     })?;
+    let id = Uuid::now_v7();
     let new = NewIntegration {
+        id,
         provider: provider.code().to_owned(),
         store_url: credentials.store_url.clone(),
-        credentials: state.master_key.encrypt(&plain, &tenant.id.to_string()),
+        credentials: state
+            .master_key
+            .encrypt(&plain, &SecretScope::integration(tenant.id, id)),
         settings: serde_json::to_value(settings).unwrap_or_default(),
     };
     let record = state
@@ -287,7 +301,10 @@ fn inbound_url(headers: &HeaderMap, id: Uuid) -> String {
 fn open_credentials(state: &AppState, record: &IntegrationRecord) -> ApiResult<Credentials> {
     let plain = state
         .master_key
-        .decrypt(&record.credentials, &record.tenant_id.to_string())
+        .decrypt(
+            &record.credentials,
+            &SecretScope::integration(record.tenant_id, record.id),
+        )
         .map_err(|e| {
             tracing::error!(integration = %record.id, error = %e, "integration credentials do not decrypt");
             ApiError::internal()
@@ -457,12 +474,16 @@ async fn inbound(
     RawBody(body): RawBody,
 ) -> ApiResult<impl IntoResponse> {
     let not_found = || ApiError::not_found("Integration");
+    // Before authentication: a malformed id costs no query, an id found unknown recently none
+    // either (see `NegativeCache`).
     let id = Uuid::parse_str(guid.trim()).map_err(|_| not_found())?;
-    let record = state
-        .store
-        .inbound_integration(id)
-        .await?
-        .ok_or_else(not_found)?;
+    if state.unknown_integrations.contains(id.as_bytes()) {
+        return Err(not_found());
+    }
+    let Some(record) = state.store.inbound_integration(id).await? else {
+        state.unknown_integrations.insert(id.as_bytes());
+        return Err(not_found());
+    };
     if !record.is_active() {
         return Err(ApiError::conflict(
             "the integration is disabled; configure it again to receive webhooks",
@@ -473,7 +494,10 @@ async fn inbound(
         ApiError::conflict("this integration's provider is no longer supported")
     })?;
     if provider.is_unsigned_ping(&headers, &body) {
-        return Ok(ok(InboundResult { events: Vec::new() }));
+        return Ok(ok(InboundResult {
+            events: Vec::new(),
+            duplicate: false,
+        }));
     }
     let credentials = open_credentials(&state, &record)?;
     let now = chrono::Utc::now().timestamp();
@@ -490,6 +514,13 @@ async fn inbound(
     let translated = provider
         .translate(&headers, &body, &settings_of(&record))
         .map_err(|e| ApiError::validation(e.to_string()))?;
+    // Before anything is looked up with them: PostgreSQL cannot take U+0000 in a parameter.
+    if translated
+        .iter()
+        .any(|inbound| contains_nul_event(&inbound.event))
+    {
+        return Err(nul_error());
+    }
     let mut events = integrations::settle(&state.store, record.tenant_id, translated).await?;
     // Every event is checked before any is ingested, so a bad one leaves no partial delivery.
     for event in &mut events {
@@ -498,14 +529,71 @@ async fn inbound(
             .map(|t| t.code.to_owned())
             .map_err(|e| ApiError::field("trigger", e.to_string()))?;
     }
+    // A captured delivery replayed under a fresh delivery id (which the signature does not
+    // cover) is recognised by its topic and body: it starts nothing.
+    let digest = integrations::delivery_digest(provider.delivery_topic(&headers), &body);
+    let keys: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
+    if let Some(earlier) = state
+        .store
+        .claim_delivery_digest(record.id, &digest, &keys, integrations::REPLAY_WINDOW)
+        .await?
+    {
+        metrics::counter!("switchyard_inbound_webhooks_total", "provider" => provider.code(), "outcome" => "replay").increment(1);
+        return Ok(ok(InboundResult {
+            events: earlier
+                .into_iter()
+                .map(|event_id| InboundEventResult {
+                    event_id,
+                    duplicate: true,
+                })
+                .collect(),
+            duplicate: true,
+        }));
+    }
     let mut results = Vec::with_capacity(events.len());
     for event in events {
-        let ingested = state.executor.ingest(record.tenant_id, event).await?;
+        let ingested = match state.executor.ingest(record.tenant_id, event).await {
+            Ok(ingested) => ingested,
+            Err(e) => {
+                // Not ingested: the store will retry it, which must not be taken for a replay.
+                if let Err(release) = state
+                    .store
+                    .release_delivery_digest(record.id, &digest)
+                    .await
+                {
+                    tracing::warn!(error = %release, "could not release a delivery digest");
+                }
+                return Err(e.into());
+            }
+        };
         results.push(InboundEventResult {
             event_id: ingested.event_key,
             duplicate: ingested.duplicate,
         });
     }
+    let duplicate = !results.is_empty() && results.iter().all(|r| r.duplicate);
     metrics::counter!("switchyard_inbound_webhooks_total", "provider" => provider.code(), "outcome" => "accepted").increment(1);
-    Ok(ok(InboundResult { events: results }))
+    Ok(ok(InboundResult {
+        events: results,
+        duplicate,
+    }))
+}
+
+/// Whether any string of a translated store event holds U+0000 (refused like in API bodies).
+fn contains_nul_event(event: &switchyard_schemas::event::EventIn) -> bool {
+    event.entity_id.contains('\0')
+        || event.trigger.contains('\0')
+        || event
+            .event_id
+            .as_deref()
+            .is_some_and(|id| id.contains('\0'))
+        || event
+            .data
+            .iter()
+            .any(|(k, v)| k.contains('\0') || contains_nul(v))
+        || event.previous.as_ref().is_some_and(|previous| {
+            previous
+                .iter()
+                .any(|(k, v)| k.contains('\0') || contains_nul(v))
+        })
 }

@@ -217,7 +217,10 @@ async fn configure(
             }
             (
                 StatusCode::CREATED,
-                state.store.insert_workflow(tenant.id, &write).await?,
+                state
+                    .store
+                    .insert_workflow_with_id(tenant.id, validated.id, &write)
+                    .await?,
             )
         }
     };

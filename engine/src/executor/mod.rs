@@ -414,10 +414,13 @@ impl Executor {
         };
         for &secret in secrets {
             if let Some(Value::String(sealed)) = params.get(secret) {
-                match self
-                    .master_key
-                    .decrypt(sealed, &execution.tenant_id.to_string())
-                {
+                match self.master_key.decrypt(
+                    sealed,
+                    &crate::secrets::SecretScope::workflow(
+                        execution.tenant_id,
+                        execution.workflow_id,
+                    ),
+                ) {
                     Ok(plain) => {
                         params.insert(secret.to_owned(), Value::String(plain));
                     }

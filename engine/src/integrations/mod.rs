@@ -106,6 +106,12 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// The delivery's topic header, for the replay digest ([`delivery_digest`]); empty for
+    /// providers whose body says what it is.
+    fn delivery_topic<'a>(&self, _headers: &'a HeaderMap) -> &'a str {
+        ""
+    }
+
     /// Checks the delivery's signature over the raw bytes, in constant time. `now` is unix
     /// seconds, for schemes with a replay window.
     fn authenticate_inbound(
@@ -206,10 +212,12 @@ impl Credentials {
 }
 
 /// Checks the credentials against the provider's fields — required ones present, no others,
-/// sizes, the store URL's shape (normalized in place) — then lets the provider complete them.
+/// sizes, the store URL's shape (normalized in place; `https` unless `allow_http`, which is
+/// `--allow-private-targets`) — then lets the provider complete them.
 pub fn validate_credentials(
     provider: &dyn Provider,
     credentials: &mut Credentials,
+    allow_http: bool,
 ) -> Result<Vec<&'static str>, FieldError> {
     let fields = provider.credential_fields();
     for (name, value) in credentials.given() {
@@ -254,8 +262,16 @@ pub fn validate_credentials(
         }
     }
     if let Some(url) = &credentials.store_url {
-        credentials.store_url =
-            Some(normalize_store_url(url).map_err(|m| FieldError::new("storeUrl", m))?);
+        let normalized = normalize_store_url(url).map_err(|m| FieldError::new("storeUrl", m))?;
+        // Every call to the store carries its credentials (an access token, or WooCommerce's
+        // key and secret as basic auth): over plain http they would travel in clear.
+        if !allow_http && !normalized.starts_with("https://") {
+            return Err(FieldError::new(
+                "storeUrl",
+                "storeUrl must be an https URL: the store's credentials travel with every call",
+            ));
+        }
+        credentials.store_url = Some(normalized);
     }
     provider.complete(credentials)
 }
@@ -486,6 +502,27 @@ pub fn delivery_events(
             },
             emit,
         })
+        .collect()
+}
+
+/// How long a delivery's digest is kept: the same topic and body within this window are a replay
+/// (CONTRACT §7: at least 7 days).
+pub const REPLAY_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Hex SHA-256 of the topic, a NUL and the raw body: what a replayed delivery has in common with
+/// the original whatever delivery id it carries (the provider's signature covers only the body,
+/// so the id header can be changed freely; the topic is covered here so that one body under two
+/// topics stays two deliveries).
+pub fn delivery_digest(topic: &str, body: &[u8]) -> String {
+    use sha2::Digest;
+    let mut hasher = Sha256::new();
+    hasher.update(topic.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }
 

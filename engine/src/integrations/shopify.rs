@@ -183,6 +183,10 @@ impl Provider for Shopify {
         }
     }
 
+    fn delivery_topic<'a>(&self, headers: &'a HeaderMap) -> &'a str {
+        header(headers, "x-shopify-topic").unwrap_or_default()
+    }
+
     fn translate(
         &self,
         headers: &HeaderMap,

@@ -177,6 +177,10 @@ impl Provider for WooCommerce {
         }
     }
 
+    fn delivery_topic<'a>(&self, headers: &'a HeaderMap) -> &'a str {
+        header(headers, "x-wc-webhook-topic").unwrap_or_default()
+    }
+
     fn translate(
         &self,
         headers: &HeaderMap,

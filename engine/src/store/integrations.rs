@@ -16,7 +16,8 @@ pub const INTEGRATION_ACTIVE: &str = "active";
 /// `status` of an integration whose inbound webhooks are refused (credentials kept).
 pub const INTEGRATION_DISABLED: &str = "disabled";
 
-/// An integration as stored. `credentials` is the sealed (`enc:v1:…`) JSON document.
+/// An integration as stored. `credentials` is the sealed (`enc:v2:…`) JSON document, bound to
+/// this integration's id.
 #[derive(Clone)]
 pub struct IntegrationRecord {
     pub id: Uuid,
@@ -52,6 +53,8 @@ impl IntegrationRecord {
 /// What configuring writes.
 #[derive(Debug, Clone)]
 pub struct NewIntegration {
+    /// Chosen by the caller: the credentials are sealed under it before the row exists.
+    pub id: Uuid,
     pub provider: String,
     pub store_url: Option<String>,
     /// Already sealed under the master key.
@@ -86,7 +89,7 @@ impl Store {
         tenant_id: Uuid,
         new: &NewIntegration,
     ) -> StoreResult<Option<IntegrationRecord>> {
-        let id = Uuid::now_v7();
+        let id = new.id;
         let now = now_ms();
         let tenant = tenant_id.to_string();
         let mut tx = self.write_tx().await?;
@@ -205,15 +208,92 @@ impl Store {
         self.integration(tenant_id, id).await
     }
 
-    /// Deletes an integration and its credentials for good; false when there was none.
+    /// Deletes an integration and its credentials for good (and its delivery digests); false when
+    /// there was none.
     pub async fn delete_integration(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let deleted = sqlx::query("DELETE FROM integrations WHERE id = $1 AND tenant_id = $2")
             .bind(id.to_string())
             .bind(tenant_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        if deleted.rows_affected() > 0 {
+            sqlx::query("DELETE FROM inbound_digests WHERE integration_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// Claims a delivery's digest for `integration`: `Ok(None)` when it was new (and is now
+    /// recorded with `event_keys`), `Ok(Some(keys))` with the first delivery's event ids when the
+    /// same topic and body arrived within the replay window. Digests older than the window are
+    /// pruned in the same transaction, so the table holds at most one window of deliveries.
+    pub async fn claim_delivery_digest(
+        &self,
+        integration: Uuid,
+        digest: &str,
+        event_keys: &[String],
+        window: std::time::Duration,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let now = now_ms();
+        let oldest = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let id = integration.to_string();
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM inbound_digests WHERE integration_id = $1 AND received_at < $2")
+            .bind(&id)
+            .bind(oldest)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let keys = serde_json::to_string(event_keys).unwrap_or_else(|_| "[]".to_owned());
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_digests (integration_id, digest, event_keys, received_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (integration_id, digest) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(digest)
+        .bind(&keys)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let earlier = if inserted.rows_affected() == 0 {
+            let row = sqlx::query(
+                "SELECT event_keys FROM inbound_digests WHERE integration_id = $1 AND digest = $2",
+            )
+            .bind(&id)
+            .bind(digest)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            let text: String = row.try_get(0)?;
+            Some(serde_json::from_str(&text).unwrap_or_default())
+        } else {
+            None
+        };
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(earlier)
+    }
+
+    /// Forgets a digest claimed for a delivery that then failed to be ingested, so the store's
+    /// retry of it is not taken for a replay.
+    pub async fn release_delivery_digest(
+        &self,
+        integration: Uuid,
+        digest: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM inbound_digests WHERE integration_id = $1 AND digest = $2")
+            .bind(integration.to_string())
+            .bind(digest)
             .execute(self.writer())
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(deleted.rows_affected() > 0)
+        Ok(())
     }
 
     /// The integration an inbound webhook URL names, whatever its tenant: the one lookup without a

@@ -22,7 +22,7 @@ pub use integrations::{
 };
 pub use rotation::{RotateError, Rotated};
 pub use schedules::{ScheduledWorkflow, TickClaim, TickRecord};
-pub use tenants::{ApiKeyRecord, NewApiKey, TenantRecord};
+pub use tenants::{ApiKeyRecord, NewApiKey, TenantRecord, is_well_formed_key};
 pub use workflows::{StoredWorkflow, WorkflowChangeError, WorkflowSpec, WorkflowWrite};
 
 use std::str::FromStr;

@@ -291,7 +291,11 @@ impl Store {
                 let value: String = row
                     .try_get(0)
                     .map_err(|e| crate::secrets::SecretError::BadKey(e.to_string()))?;
-                match key.decrypt(&value, "meta") {
+                // Either scheme: the re-encryption to record-bound values runs after this check.
+                match key.decrypt_any_scheme(
+                    &value,
+                    &crate::secrets::SecretScope::meta("master_key_check"),
+                ) {
                     Ok(plain) if plain == CHECK => Ok(()),
                     _ => Err(crate::secrets::SecretError::BadKey(
                         "this master key cannot decrypt the secrets already in the database; \
@@ -305,7 +309,10 @@ impl Store {
                     "INSERT INTO meta (name, value) VALUES ('master_key_check', $1) \
                      ON CONFLICT (name) DO NOTHING",
                 )
-                .bind(key.encrypt(CHECK, "meta"))
+                .bind(key.encrypt(
+                    CHECK,
+                    &crate::secrets::SecretScope::meta("master_key_check"),
+                ))
                 .execute(self.writer())
                 .await
                 .map_err(|e| {

@@ -92,7 +92,18 @@ impl Store {
         tenant_id: Uuid,
         write: &WorkflowWrite,
     ) -> StoreResult<StoredWorkflow> {
-        let id = Uuid::now_v7();
+        self.insert_workflow_with_id(tenant_id, Uuid::now_v7(), write)
+            .await
+    }
+
+    /// Inserts a workflow under an id chosen before: its secrets are sealed for that id
+    /// (`SecretScope::workflow`) before the row exists.
+    pub async fn insert_workflow_with_id(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        write: &WorkflowWrite,
+    ) -> StoreResult<StoredWorkflow> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         sqlx::query(
