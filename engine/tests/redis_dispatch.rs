@@ -16,6 +16,7 @@ use uuid::Uuid;
 struct Harness {
     queue: Arc<RedisDispatch>,
     raw: MultiplexedConnection,
+    prefix: String,
     ready: String,
     delayed: String,
 }
@@ -38,17 +39,18 @@ impl Harness {
             raw,
             ready: format!("{prefix}:ready"),
             delayed: format!("{prefix}:delayed"),
+            prefix,
         }
     }
 
-    /// Deletes this test's keys — also how the tests simulate a Redis wipe.
+    /// Deletes this test's keys (stream, delayed set, lanes, tenant list, wake stream) — also how
+    /// the tests simulate a Redis wipe.
     async fn wipe(&self) {
-        let _: () = self
-            .raw
-            .clone()
-            .del(&[&self.ready, &self.delayed])
-            .await
-            .expect("DEL");
+        let mut raw = self.raw.clone();
+        let keys: Vec<String> = raw.keys(format!("{}:*", self.prefix)).await.expect("KEYS");
+        if !keys.is_empty() {
+            let _: () = raw.del(&keys).await.expect("DEL");
+        }
     }
 
     async fn xlen(&self) -> u64 {
@@ -66,8 +68,14 @@ impl Harness {
     }
 }
 
+/// A step of one fixed tenant (the queue's order within a tenant is what most tests look at).
 fn step() -> Job {
+    step_of(Uuid::from_u128(1))
+}
+
+fn step_of(tenant_id: Uuid) -> Job {
     Job::RunStep {
+        tenant_id,
         step_id: Uuid::now_v7(),
     }
 }
@@ -433,6 +441,7 @@ async fn garbage_entries_are_acknowledged_and_dropped() {
 async fn both_job_kinds_survive_the_stream_and_the_delayed_set() {
     let h = Harness::new(RedisOptions::default()).await;
     let event = Job::ProcessEvent {
+        tenant_id: Uuid::now_v7(),
         event_id: Uuid::now_v7(),
     };
     let run = step();
@@ -466,6 +475,90 @@ async fn both_job_kinds_survive_the_stream_and_the_delayed_set() {
     expected.sort_by_key(|j| j.encode());
     assert_eq!(got, expected);
     assert_eq!(h.depth().await, depth(0, 0, 0));
+    h.wipe().await;
+}
+
+#[tokio::test]
+async fn tenants_are_served_in_turn_not_in_arrival_order() {
+    let h = Harness::new(RedisOptions::default()).await;
+    let (noisy, quiet, third) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let now = now_ms();
+    let backlog: Vec<(Job, i64)> = (0..2_000).map(|_| (step_of(noisy), now)).collect();
+    h.queue.dispatch(&backlog).await.unwrap();
+    // Work of the noisy tenant taken by a worker before the others arrive changes nothing.
+    let first = h.queue.fetch("w1", 10, Duration::ZERO).await.unwrap();
+    assert!(first.iter().all(|d| d.job.tenant_id() == noisy));
+    h.ack_all(&first).await;
+
+    let fresh = step_of(quiet);
+    let later = [step_of(third), step_of(third)];
+    h.queue.dispatch(&[(fresh, now_ms())]).await.unwrap();
+    h.queue
+        .dispatch(&later.map(|j| (j, now_ms() + 100)))
+        .await
+        .unwrap();
+    assert_eq!(h.depth().await, depth(1_991, 2, 0));
+
+    // The quiet tenant's fresh step is in the very next batch, behind one noisy step at most.
+    let next = h.queue.fetch("w1", 4, Duration::ZERO).await.unwrap();
+    let tenants: Vec<Uuid> = next.iter().map(|d| d.job.tenant_id()).collect();
+    assert!(next.iter().any(|d| d.job == fresh), "{tenants:?}");
+    assert_eq!(tenants.iter().filter(|t| **t == noisy).count(), 3);
+    h.ack_all(&next).await;
+
+    // Delayed steps join their tenant's turn when they come due, not the back of the backlog.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let next = h.queue.fetch("w1", 6, Duration::ZERO).await.unwrap();
+    let tenants: Vec<Uuid> = next.iter().map(|d| d.job.tenant_id()).collect();
+    assert_eq!(
+        tenants.iter().filter(|t| **t == third).count(),
+        2,
+        "{tenants:?}"
+    );
+    assert_eq!(
+        jobs_of(&next).intersection(&HashSet::from(later)).count(),
+        2
+    );
+    h.ack_all(&next).await;
+    assert_eq!(h.depth().await, depth(1_983, 0, 0));
+    h.wipe().await;
+}
+
+#[tokio::test]
+async fn version_one_jobs_left_by_an_upgrade_still_run() {
+    let h = Harness::new(RedisOptions::default()).await;
+    let mut raw = h.raw.clone();
+    // What the previous version left: an undelivered entry in the stream, a delayed member due.
+    let (in_stream, in_delayed) = (Uuid::now_v7(), Uuid::now_v7());
+    let v1 = |step: Uuid| format!(r#"{{"v":1,"kind":"run_step","step_id":"{step}"}}"#);
+    let _: String = raw
+        .xadd(&h.ready, "*", &[("job", v1(in_stream))])
+        .await
+        .unwrap();
+    let _: () = raw
+        .zadd(
+            &h.delayed,
+            format!("{}#{:016x}", v1(in_delayed), 7),
+            now_ms() - 10,
+        )
+        .await
+        .unwrap();
+    let fresh = step();
+    h.queue.dispatch(&[(fresh, now_ms())]).await.unwrap();
+    assert_eq!(h.depth().await, depth(2, 1, 0));
+
+    let got = h.queue.fetch("w1", 10, Duration::ZERO).await.unwrap();
+    let old = |step_id| Job::RunStep {
+        tenant_id: Job::UNKNOWN_TENANT,
+        step_id,
+    };
+    assert_eq!(
+        jobs_of(&got),
+        HashSet::from([old(in_stream), old(in_delayed), fresh])
+    );
+    h.ack_all(&got).await;
+    assert_eq!(h.depth().await, depth(0, 0, 0));
+    assert_eq!(h.xlen().await, 0);
     h.wipe().await;
 }
 

@@ -797,6 +797,7 @@ async fn redis_memory(args: &Args) -> anyhow::Result<()> {
             .map(|_| {
                 (
                     Job::RunStep {
+                        tenant_id: uuid::Uuid::now_v7(),
                         step_id: uuid::Uuid::now_v7(),
                     },
                     due,

@@ -158,11 +158,13 @@ async fn ingest_batch(
             let mut jobs = Vec::new();
             let results = done
                 .into_iter()
-                .map(|(ingested, steps)| {
+                .zip(events)
+                .map(|((ingested, steps), event)| {
+                    let tenant_id = event.tenant_id;
                     jobs.extend(
                         steps
                             .into_iter()
-                            .map(|step_id| (Job::RunStep { step_id }, now)),
+                            .map(|step_id| (Job::RunStep { tenant_id, step_id }, now)),
                     );
                     Ok(ingested)
                 })
@@ -194,9 +196,19 @@ async fn ingest_batch(
             }
             let jobs = results
                 .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .filter(|i| !i.duplicate)
-                .map(|i| (Job::ProcessEvent { event_id: i.id }, now))
+                .zip(events)
+                .filter_map(|(r, event)| Some((r.as_ref().ok()?, event.tenant_id)))
+                .filter(|(i, _)| !i.duplicate)
+                .map(|(i, tenant_id)| {
+                    let event_id = i.id;
+                    (
+                        Job::ProcessEvent {
+                            tenant_id,
+                            event_id,
+                        },
+                        now,
+                    )
+                })
                 .collect();
             (results, jobs)
         }

@@ -222,8 +222,9 @@ impl Executor {
     /// Runs one delivered job to completion (its outcome committed).
     pub async fn run(&self, job: Job) -> Result<(), JobError> {
         match job {
-            Job::ProcessEvent { event_id } => self.process_event(event_id).await,
-            Job::RunStep { step_id } => self.run_step(step_id).await,
+            // The rows name their tenant; the job's tenant only chose when the job was served.
+            Job::ProcessEvent { event_id, .. } => self.process_event(event_id).await,
+            Job::RunStep { step_id, .. } => self.run_step(step_id).await,
         }
     }
 
@@ -266,7 +267,10 @@ impl Executor {
         let now = now_ms();
         let jobs: Vec<(Job, i64)> = first_steps
             .into_iter()
-            .map(|step_id| (Job::RunStep { step_id }, now))
+            .map(|step_id| {
+                let tenant_id = event.tenant_id;
+                (Job::RunStep { tenant_id, step_id }, now)
+            })
             .collect();
         self.dispatch(&jobs).await;
         Ok(())

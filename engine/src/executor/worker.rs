@@ -201,7 +201,7 @@ pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreEr
     }
     let mut jobs: Vec<(Job, i64)> = expired
         .into_iter()
-        .map(|step_id| (Job::RunStep { step_id }, now))
+        .map(|(tenant_id, step_id)| (Job::RunStep { tenant_id, step_id }, now))
         .collect();
     // Work the queue may have lost (a Redis restart): due steps and pending events left
     // untouched too long are dispatched again. The SQLite dispatcher reads the tables itself.
@@ -213,7 +213,7 @@ pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreEr
                 .stale_queued_steps(stale_ms, 1000)
                 .await?
                 .into_iter()
-                .map(|(step_id, at)| (Job::RunStep { step_id }, at)),
+                .map(|(tenant_id, step_id, at)| (Job::RunStep { tenant_id, step_id }, at)),
         );
         jobs.extend(
             executor
@@ -221,7 +221,15 @@ pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreEr
                 .pending_events(now - stale_ms, 1000)
                 .await?
                 .into_iter()
-                .map(|event_id| (Job::ProcessEvent { event_id }, now)),
+                .map(|(tenant_id, event_id)| {
+                    (
+                        Job::ProcessEvent {
+                            tenant_id,
+                            event_id,
+                        },
+                        now,
+                    )
+                }),
         );
     }
     executor.dispatch(&jobs).await;
@@ -293,7 +301,7 @@ pub async fn run(
             let now = now_ms();
             let jobs: Vec<_> = released
                 .into_iter()
-                .map(|step_id| (Job::RunStep { step_id }, now))
+                .map(|(tenant_id, step_id)| (Job::RunStep { tenant_id, step_id }, now))
                 .collect();
             executor.dispatch(&jobs).await;
         }

@@ -1,20 +1,30 @@
-//! The scale-out dispatcher: Redis Streams with one consumer group for runnable jobs, plus a sorted
-//! set for jobs that are due later. Redis holds nothing the database cannot rebuild (the sweeper
-//! re-dispatches whatever is lost), so every Redis state this code meets — a wiped key, a missing
-//! group, a restarted server — is something to recover from, never something to fail on.
+//! The scale-out dispatcher: per-tenant lanes of ready jobs served in turn, a Redis Stream with one
+//! consumer group for jobs handed to workers, plus a sorted set for jobs that are due later. Redis
+//! holds nothing the database cannot rebuild (the sweeper re-dispatches whatever is lost), so every
+//! Redis state this code meets — a wiped key, a missing group, a restarted server — is something to
+//! recover from, never something to fail on.
 //!
 //! Keys, under a configurable prefix:
-//! - `{prefix}:ready` — a stream, consumer group `workers`, one entry per job (field `job`);
+//! - `{prefix}:lane:{tenant}` — a list, one tenant's ready jobs, oldest first;
+//! - `{prefix}:tenants` — a list of the tenants whose lane is not empty, in serving order: a fetch
+//!   takes one job from the head tenant's lane and moves that tenant to the back while its lane
+//!   holds more, so ready work is served round-robin across tenants (CONTRACT §7 "Fair queuing");
+//! - `{prefix}:ready` — a stream, consumer group `workers`: the jobs a fetch took from the lanes,
+//!   delivered and not yet acknowledged (field `job`). Its pending list is what `XAUTOCLAIM` takes
+//!   over from dead workers. (Versions before the lanes put every ready job here; entries such a
+//!   version left behind are delivered first, then the lanes.)
 //! - `{prefix}:delayed` — a sorted set, score = due time (Unix ms), member = encoded job + `#` +
-//!   a random nonce, so the same job can be scheduled twice.
+//!   a random nonce, so the same job can be scheduled twice; due members move to their tenant's lane;
+//! - `{prefix}:wake` — a short capped stream, one entry per dispatch: idle fetchers block on it.
+//!
+//! Every move between lanes, the tenant list and the stream happens inside one Lua script, so a
+//! tenant is in the list exactly when its lane holds jobs, whatever runs concurrently.
 
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions};
-use redis::streams::{StreamInfoConsumersReply, StreamPendingReply, StreamReadReply};
+use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamInfoConsumersReply};
 use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError, RedisResult, Script};
 
 use super::{Delivery, Dispatch, Job, QueueDepth, QueueError};
@@ -27,26 +37,117 @@ const NONCE_LEN: usize = 16;
 /// Commands on the shared connection never block server-side, so a slow answer means a sick
 /// connection. Big dispatches are split (see `DISPATCH_CHUNK`) so none legitimately takes long.
 const SHARED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Jobs per pipeline in `dispatch`.
+/// Jobs per script call in `dispatch`.
 const DISPATCH_CHUNK: usize = 5_000;
 /// How much longer than its `BLOCK` a blocking read may take before its connection is presumed dead.
 const BLOCK_GRACE: Duration = Duration::from_secs(2);
 /// Idle blocking connections kept for reuse; more concurrent fetchers than this just reconnect.
 const MAX_IDLE_BLOCKING: usize = 64;
 
-/// Moves due members of the delayed set to the stream, one `XADD` per member. A loop rather than
-/// one `XADD`/`ZREM` with `unpack(due)`: Lua's unpack limit (~8,000) is what stopped apalis-redis
-/// for good after a burst of due jobs. Returns the earliest remaining due time (or -1) so an idle
-/// fetcher can cut its blocking read short when a delayed job comes due.
-const PROMOTE_LUA: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local cut = -(tonumber(ARGV[3]) + 2)
-for i = 1, #due do
-  redis.call('XADD', KEYS[2], '*', 'job', string.sub(due[i], 1, cut))
-  redis.call('ZREM', KEYS[1], due[i])
+/// Appends jobs to their tenants' lanes (KEYS: tenants, wake; ARGV: lane prefix, then tenant and
+/// job pairs). A tenant whose lane was empty joins the back of the serving order. The wake entry
+/// ends the blocking read of every idle fetcher, also when only delayed jobs were added (their due
+/// time may be earlier than the one the fetcher waits for).
+const DISPATCH_LUA: &str = r"
+for i = 2, #ARGV, 2 do
+  if redis.call('RPUSH', ARGV[1] .. ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('RPUSH', KEYS[1], ARGV[i])
+  end
 end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {#due, first[2] or '-1'}
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '64', '*', 'n', '1')
+return 0
+";
+
+/// One fetch (KEYS: stream, delayed, tenants, wake; ARGV: lane prefix, worker, max, now, move
+/// batch, nonce length, unknown tenant):
+/// 1. due delayed jobs move to their tenant's lane (at most `move batch`, bounding the time one
+///    call holds Redis). A loop, never `unpack(due)`: Lua's unpack limit (~8,000) is what stopped
+///    apalis-redis for good after a burst of due jobs. A job without a tenant (version 1) goes to
+///    the unknown tenant's lane;
+/// 2. entries already in the stream and never delivered are delivered first (left by an older
+///    version, or a wipe of the group);
+/// 3. the rest is taken from the lanes one job per tenant in turn, added to the stream and read
+///    from it by the group, so the pending list tracks it like any delivery.
+///
+/// Returns the earliest remaining due time (or -1), the wake stream's last id (the fetcher blocks
+/// for entries after it, so a dispatch between this script and the blocking read is not missed),
+/// then entry id and job pairs.
+const FETCH_LUA: &str = r"
+local stream, delayed, tenants, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local lanes, worker, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local cut = -(tonumber(ARGV[6]) + 2)
+
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', ARGV[4], 'LIMIT', 0, ARGV[5])
+for i = 1, #due do
+  local job = string.sub(due[i], 1, cut)
+  local ok, decoded = pcall(cjson.decode, job)
+  local tenant = ARGV[7]
+  if ok and type(decoded) == 'table' and type(decoded['tenant_id']) == 'string' then
+    tenant = decoded['tenant_id']
+  end
+  if redis.call('RPUSH', lanes .. tenant, job) == 1 then
+    redis.call('RPUSH', tenants, tenant)
+  end
+  redis.call('ZREM', delayed, due[i])
+end
+
+redis.pcall('XGROUP', 'CREATE', stream, 'workers', '0', 'MKSTREAM')
+local out = {}
+local function read(n)
+  local reply = redis.call('XREADGROUP', 'GROUP', 'workers', worker, 'COUNT', n, 'STREAMS', stream, '>')
+  if not reply then return 0 end
+  local entries = reply[1][2]
+  for _, entry in ipairs(entries) do
+    local job = ''
+    local fields = entry[2]
+    if type(fields) == 'table' then
+      for j = 1, #fields - 1, 2 do
+        if fields[j] == 'job' then job = fields[j + 1] end
+      end
+    end
+    out[#out + 1] = entry[1]
+    out[#out + 1] = job
+  end
+  return #entries
+end
+
+local got = read(max)
+local picked = 0
+while got + picked < max do
+  local tenant = redis.call('LPOP', tenants)
+  if not tenant then break end
+  local lane = lanes .. tenant
+  local job = redis.call('LPOP', lane)
+  if job then
+    redis.call('XADD', stream, '*', 'job', job)
+    picked = picked + 1
+    if redis.call('LLEN', lane) > 0 then
+      redis.call('RPUSH', tenants, tenant)
+    end
+  end
+end
+if picked > 0 then read(picked) end
+
+local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local last = redis.call('XREVRANGE', wake, '+', '-', 'COUNT', 1)
+local wake_id = '0-0'
+if last[1] then wake_id = last[1][1] end
+table.insert(out, 1, wake_id)
+table.insert(out, 1, first[2] or '-1')
+return out
+";
+
+/// Queue depth in one call (KEYS: stream, delayed, tenants; ARGV: lane prefix): jobs in lanes,
+/// stream length, pending count (0 without a group), delayed count.
+const DEPTH_LUA: &str = r"
+local queued = 0
+for _, tenant in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  queued = queued + redis.call('LLEN', ARGV[1] .. tenant)
+end
+local pending = 0
+local summary = redis.pcall('XPENDING', KEYS[1], 'workers')
+if type(summary) == 'table' and summary[1] then pending = summary[1] end
+return {queued, redis.call('XLEN', KEYS[1]), pending, redis.call('ZCARD', KEYS[2])}
 ";
 
 #[derive(Debug, Clone)]
@@ -71,14 +172,27 @@ pub struct RedisDispatch {
     client: Client,
     /// Multiplexed and self-reconnecting: everything except blocking reads.
     shared: ConnectionManager,
-    /// Connections for `XREADGROUP … BLOCK`, one per concurrent fetch: a blocked command on the
+    /// Connections for `XREAD … BLOCK`, one per concurrent fetch: a blocked command on the
     /// multiplexed connection would stall every command queued behind it. A connection that
     /// failed is dropped instead of returned, which is how it gets recreated.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     ready_key: String,
     delayed_key: String,
+    tenants_key: String,
+    wake_key: String,
+    /// `{prefix}:lane:`, completed with a tenant id.
+    lane_prefix: String,
     options: RedisOptions,
-    promote: Script,
+    dispatch_script: Script,
+    fetch_script: Script,
+    depth_script: Script,
+}
+
+/// What one run of the fetch script found.
+struct Taken {
+    entries: Vec<(String, String)>,
+    next_due: Option<i64>,
+    wake_id: String,
 }
 
 impl RedisDispatch {
@@ -102,8 +216,13 @@ impl RedisDispatch {
             blocking: Mutex::new(Vec::new()),
             ready_key: format!("{prefix}:ready"),
             delayed_key: format!("{prefix}:delayed"),
+            tenants_key: format!("{prefix}:tenants"),
+            wake_key: format!("{prefix}:wake"),
+            lane_prefix: format!("{prefix}:lane:"),
             options,
-            promote: Script::new(PROMOTE_LUA),
+            dispatch_script: Script::new(DISPATCH_LUA),
+            fetch_script: Script::new(FETCH_LUA),
+            depth_script: Script::new(DEPTH_LUA),
         };
         this.ensure_group()
             .await
@@ -113,8 +232,7 @@ impl RedisDispatch {
 
     /// Creates the consumer group (and the stream) unless it exists. Reads start at `0`, not `$`:
     /// when the group is missing (a wipe or restart), every entry in the stream was added since and
-    /// nobody has received it — `dispatch` may already have recreated the stream with a plain
-    /// `XADD` — so all of it must be delivered.
+    /// nobody has received it, so all of it must be delivered.
     async fn ensure_group(&self) -> RedisResult<()> {
         let cmd = Cmd::xgroup_create_mkstream(&self.ready_key, GROUP, "0");
         match cmd.query_async::<()>(&mut self.shared.clone()).await {
@@ -123,47 +241,56 @@ impl RedisDispatch {
         }
     }
 
-    /// Runs `op`; if the group is gone, recreates it and runs `op` once more.
-    async fn with_group<T, F, Fut>(&self, op: F) -> RedisResult<T>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        match op().await {
+    /// Runs `cmd`; if the group is gone, recreates it and runs `cmd` once more.
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match cmd.query_async(&mut self.shared.clone()).await {
             Err(e) if group_lost(&e) => {
                 self.ensure_group().await?;
-                op().await
+                cmd.query_async(&mut self.shared.clone()).await
             }
             other => other,
         }
     }
 
-    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        self.with_group(|| async { cmd.query_async(&mut self.shared.clone()).await })
-            .await
-    }
-
-    /// Moves due delayed jobs to the stream; the earliest due time still waiting, if any.
-    async fn promote_due(&self) -> RedisResult<Option<i64>> {
-        let (_moved, next): (u64, String) = self
-            .promote
-            .key(&self.delayed_key)
+    /// Promotes due delayed jobs, then takes up to `max` jobs for `worker`: undelivered stream
+    /// entries first, then one job per tenant in turn (see `FETCH_LUA`).
+    async fn take(&self, worker: &str, max: usize) -> RedisResult<Taken> {
+        let reply: Vec<String> = self
+            .fetch_script
             .key(&self.ready_key)
+            .key(&self.delayed_key)
+            .key(&self.tenants_key)
+            .key(&self.wake_key)
+            .arg(&self.lane_prefix)
+            .arg(worker)
+            .arg(max)
             .arg(now_ms())
             .arg(self.options.move_batch.max(1))
             .arg(NONCE_LEN)
+            .arg(Job::UNKNOWN_TENANT.to_string())
             .invoke_async(&mut self.shared.clone())
             .await?;
+        let mut reply = reply.into_iter();
         // Scores come back as Redis formats doubles; due times are whole ms well below 2^53.
-        Ok(next
-            .parse::<f64>()
-            .ok()
+        let next_due = reply
+            .next()
+            .and_then(|s| s.parse::<f64>().ok())
             .filter(|s| *s >= 0.0)
-            .map(|s| s as i64))
+            .map(|s| s as i64);
+        let wake_id = reply.next().unwrap_or_else(|| "0-0".to_owned());
+        let mut entries = Vec::new();
+        while let (Some(id), Some(job)) = (reply.next(), reply.next()) {
+            entries.push((id, job));
+        }
+        Ok(Taken {
+            entries,
+            next_due,
+            wake_id,
+        })
     }
 
     /// Takes over entries delivered to some worker more than `reclaim_after` ago and never acked.
-    async fn reclaim(&self, worker: &str, max: usize) -> RedisResult<Vec<StreamId>> {
+    async fn reclaim(&self, worker: &str, max: usize) -> RedisResult<Vec<(String, String)>> {
         let idle = u64::try_from(self.options.reclaim_after.as_millis()).unwrap_or(u64::MAX);
         let cmd = Cmd::xautoclaim_options(
             &self.ready_key,
@@ -174,39 +301,30 @@ impl RedisDispatch {
             StreamAutoClaimOptions::default().count(max),
         );
         let reply: StreamAutoClaimReply = self.query(&cmd).await?;
-        Ok(reply.claimed)
-    }
-
-    /// New entries for `worker`; waits up to `block` for one when `block` is not zero.
-    async fn read_new(
-        &self,
-        worker: &str,
-        max: usize,
-        block: Duration,
-    ) -> RedisResult<Vec<StreamId>> {
-        let mut options = StreamReadOptions::default().group(GROUP, worker).count(max);
-        let block_ms = block.as_millis();
-        if block_ms > 0 {
-            options = options.block(usize::try_from(block_ms).unwrap_or(usize::MAX));
-        }
-        let cmd = Cmd::xread_options(&[&self.ready_key], &[">"], &options);
-        let reply: Option<StreamReadReply> = if block_ms == 0 {
-            self.query(&cmd).await?
-        } else {
-            // `UNBLOCKED` (the stream was deleted while we waited) counts as a lost group too.
-            self.with_group(|| self.query_blocking(&cmd, block)).await?
-        };
         Ok(reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default())
+            .claimed
+            .into_iter()
+            .map(|entry| {
+                let job = entry.get::<String>(FIELD).unwrap_or_default();
+                (entry.id, job)
+            })
+            .collect())
     }
 
-    /// Runs a blocking read on a connection of its own, with a deadline past its `BLOCK`.
-    async fn query_blocking<T: FromRedisValue>(
-        &self,
-        cmd: &Cmd,
-        block: Duration,
-    ) -> RedisResult<T> {
+    /// Waits up to `block` for a dispatch after the wake entry `after`, on a connection of its
+    /// own with a deadline past its `BLOCK`. Whether anything came does not matter: the caller
+    /// fetches again either way.
+    async fn wait_for_dispatch(&self, after: &str, block: Duration) -> RedisResult<()> {
+        let block_ms = usize::try_from(block.as_millis())
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let cmd = Cmd::xread_options(
+            &[&self.wake_key],
+            &[after],
+            &redis::streams::StreamReadOptions::default()
+                .count(1)
+                .block(block_ms),
+        );
         let idle = self.blocking.lock().ok().and_then(|mut pool| pool.pop());
         let mut conn = match idle {
             Some(conn) => conn,
@@ -221,20 +339,26 @@ impl RedisDispatch {
                     .await?
             }
         };
-        let answer = tokio::time::timeout(block + BLOCK_GRACE, cmd.query_async(&mut conn)).await;
+        let answer = tokio::time::timeout(
+            block + BLOCK_GRACE,
+            cmd.query_async::<redis::Value>(&mut conn),
+        )
+        .await;
         let result = match answer {
-            Ok(result) => result,
+            Ok(Ok(_)) => Ok(()),
+            // A server error (`UNBLOCKED`: the key was deleted while we waited) leaves the
+            // connection sound and only means: look again.
+            Ok(Err(e)) if e.clone().into_server_errors().is_some() || e.code().is_some() => {
+                tracing::debug!(error = %e, "blocking read on the wake stream ended");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "blocking read outlived its deadline",
             ))),
         };
-        // A server error answer leaves the connection sound; anything else may not.
-        let reusable = match &result {
-            Ok(_) => true,
-            Err(e) => e.clone().into_server_errors().is_some(),
-        };
-        if reusable
+        if result.is_ok()
             && let Ok(mut pool) = self.blocking.lock()
             && pool.len() < MAX_IDLE_BLOCKING
         {
@@ -245,16 +369,13 @@ impl RedisDispatch {
 
     /// Entries whose `job` field is not a job this build understands are acknowledged and deleted
     /// here: redelivering them would loop forever, and the database still knows the real work.
-    async fn deliveries(&self, entries: Vec<StreamId>) -> RedisResult<Vec<Delivery>> {
+    async fn deliveries(&self, entries: Vec<(String, String)>) -> RedisResult<Vec<Delivery>> {
         let mut out = Vec::with_capacity(entries.len());
         let mut garbage = Vec::new();
-        for entry in entries {
-            match entry.get::<String>(FIELD).as_deref().and_then(Job::decode) {
-                Some(job) => out.push(Delivery {
-                    job,
-                    receipt: entry.id,
-                }),
-                None => garbage.push(entry.id),
+        for (id, text) in entries {
+            match Job::decode(&text) {
+                Some(job) => out.push(Delivery { job, receipt: id }),
+                None => garbage.push(id),
             }
         }
         if !garbage.is_empty() {
@@ -286,26 +407,35 @@ impl RedisDispatch {
 impl Dispatch for RedisDispatch {
     async fn dispatch(&self, jobs: &[(Job, i64)]) -> Result<(), QueueError> {
         let now = now_ms();
+        let failed = |e: RedisError| unavailable("dispatch", &e);
         for chunk in jobs.chunks(DISPATCH_CHUNK) {
-            let mut pipe = redis::pipe();
             let mut delayed = Vec::new();
+            let mut invocation = self.dispatch_script.prepare_invoke();
+            invocation
+                .key(&self.tenants_key)
+                .key(&self.wake_key)
+                .arg(&self.lane_prefix);
             for (job, at) in chunk {
                 if *at <= now {
-                    pipe.xadd(&self.ready_key, "*", &[(FIELD, job.encode())])
-                        .ignore();
+                    invocation
+                        .arg(job.tenant_id().to_string())
+                        .arg(job.encode());
                 } else {
                     let nonce: u64 = rand::random();
                     delayed.push((*at, format!("{}#{nonce:0NONCE_LEN$x}", job.encode())));
                 }
             }
             if !delayed.is_empty() {
-                pipe.zadd_multiple(&self.delayed_key, &delayed).ignore();
+                Cmd::zadd_multiple(&self.delayed_key, &delayed)
+                    .query_async::<()>(&mut self.shared.clone())
+                    .await
+                    .map_err(failed)?;
             }
-            // XADD and ZADD need no group: a stream recreated here gets its group from the next
-            // fetch, which reads it from the start.
-            pipe.query_async::<()>(&mut self.shared.clone())
+            // Lanes need no group: the fetch that moves a job to the stream creates it.
+            invocation
+                .invoke_async::<()>(&mut self.shared.clone())
                 .await
-                .map_err(|e| unavailable("dispatch", &e))?;
+                .map_err(failed)?;
         }
         Ok(())
     }
@@ -322,28 +452,36 @@ impl Dispatch for RedisDispatch {
         let deadline = Instant::now() + wait;
         let failed = |e: RedisError| unavailable("fetch", &e);
         loop {
-            let next_due = self.promote_due().await.map_err(failed)?;
             let mut entries = self.reclaim(worker, max).await.map_err(failed)?;
+            let mut wait_after = None;
             if entries.len() < max {
-                // Block only with empty hands, and never past the next delayed job's due time:
-                // the blocking read only wakes for new stream entries, and nobody promotes that
-                // job while every fetcher is blocked.
-                let mut block = deadline.saturating_duration_since(Instant::now());
-                if !entries.is_empty() {
-                    block = Duration::ZERO;
-                } else if let Some(due) = next_due {
-                    let until_due = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
-                    block = block.min(Duration::from_millis(until_due));
-                }
-                let fresh = self
-                    .read_new(worker, max - entries.len(), block)
+                let taken = self
+                    .take(worker, max - entries.len())
                     .await
                     .map_err(failed)?;
-                entries.extend(fresh);
+                entries.extend(taken.entries);
+                wait_after = Some((taken.wake_id, taken.next_due));
             }
             let deliveries = self.deliveries(entries).await.map_err(failed)?;
-            if !deliveries.is_empty() || Instant::now() >= deadline {
+            let now = Instant::now();
+            if !deliveries.is_empty() || now >= deadline {
                 return Ok(deliveries);
+            }
+            let Some((wake_id, next_due)) = wait_after else {
+                continue;
+            };
+            // Wait with empty hands only, and never past the next delayed job's due time: the
+            // wake stream only hears of dispatches, and nobody promotes that job while every
+            // fetcher waits.
+            let mut block = deadline - now;
+            if let Some(due) = next_due {
+                let until_due = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
+                block = block.min(Duration::from_millis(until_due));
+            }
+            if !block.is_zero() {
+                self.wait_for_dispatch(&wake_id, block)
+                    .await
+                    .map_err(failed)?;
             }
         }
     }
@@ -375,10 +513,7 @@ impl Dispatch for RedisDispatch {
     async fn prune_workers(&self, keep: &str, idle: Duration) -> Result<usize, QueueError> {
         let idle_ms = usize::try_from(idle.as_millis()).unwrap_or(usize::MAX);
         let consumers: StreamInfoConsumersReply = self
-            .with_group(|| async {
-                self.query(&Cmd::xinfo_consumers(&self.ready_key, GROUP))
-                    .await
-            })
+            .query(&Cmd::xinfo_consumers(&self.ready_key, GROUP))
             .await
             .map_err(|e| unavailable("prune", &e))?;
         let mut removed = 0;
@@ -397,23 +532,21 @@ impl Dispatch for RedisDispatch {
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let (len, pending, delayed): (u64, StreamPendingReply, u64) = self
-            .with_group(|| async {
-                redis::pipe()
-                    .xlen(&self.ready_key)
-                    .xpending(&self.ready_key, GROUP)
-                    .zcard(&self.delayed_key)
-                    .query_async(&mut self.shared.clone())
-                    .await
-            })
+        let (queued, len, pending, delayed): (u64, u64, u64, u64) = self
+            .depth_script
+            .key(&self.ready_key)
+            .key(&self.delayed_key)
+            .key(&self.tenants_key)
+            .arg(&self.lane_prefix)
+            .invoke_async(&mut self.shared.clone())
             .await
             .map_err(|e| unavailable("depth", &e))?;
-        let in_flight = pending.count() as u64;
         Ok(QueueDepth {
-            // Delivered entries stay in the stream until acknowledged.
-            ready: len.saturating_sub(in_flight),
+            // Delivered entries stay in the stream until acknowledged; undelivered ones (left by
+            // an older version) are ready like the lanes.
+            ready: queued + len.saturating_sub(pending),
             delayed,
-            in_flight,
+            in_flight: pending,
         })
     }
 

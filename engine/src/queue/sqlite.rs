@@ -1,5 +1,6 @@
 //! The embedded dispatcher: the SQLite file is the queue. Pending events and due steps are read
-//! from their indexed tables; a process-local notification wakes idle fetchers at once when work is
+//! from their indexed tables, tenants served in turn (CONTRACT §7 "Fair queuing", see
+//! `Store::due_steps`); a process-local notification wakes idle fetchers at once when work is
 //! added in-process, and a short poll catches delayed steps coming due and other processes' work.
 
 use std::collections::HashSet;
@@ -40,7 +41,7 @@ impl SqliteDispatch {
         let limit = u32::try_from(max + held).unwrap_or(u32::MAX);
         let events = self
             .store
-            .pending_events(now, limit)
+            .pending_events_in_turn(now, limit)
             .await
             .map_err(Self::unavailable)?;
         let steps = self
@@ -55,8 +56,15 @@ impl SqliteDispatch {
         let mut out = Vec::new();
         let jobs = events
             .into_iter()
-            .map(|event_id| Job::ProcessEvent { event_id })
-            .chain(steps.into_iter().map(|step_id| Job::RunStep { step_id }));
+            .map(|(tenant_id, event_id)| Job::ProcessEvent {
+                tenant_id,
+                event_id,
+            })
+            .chain(
+                steps
+                    .into_iter()
+                    .map(|(tenant_id, step_id)| Job::RunStep { tenant_id, step_id }),
+            );
         for job in jobs {
             if out.len() >= max {
                 break;

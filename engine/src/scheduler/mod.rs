@@ -258,7 +258,13 @@ impl Scheduler {
         tracing::debug!(workflow = %s.id, tick = claim.tick_at, "schedule tick fired");
         metrics::counter!("switchyard_schedule_ticks_total", "outcome" => "fired").increment(1);
         self.executor
-            .dispatch(&[(Job::ProcessEvent { event_id }, now_ms())])
+            .dispatch(&[(
+                Job::ProcessEvent {
+                    tenant_id: s.tenant_id,
+                    event_id,
+                },
+                now_ms(),
+            )])
             .await;
         Ok(())
     }

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use switchyard_schemas::EntityType;
 use uuid::Uuid;
 
-use super::tenants::parse_uuid;
+use super::tenants::{parse_uuid, tenant_and_id};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -644,11 +644,15 @@ impl Store {
         row.as_ref().map(decode_event).transpose()
     }
 
-    /// Pending events nobody holds, oldest first (the SQLite dispatcher's queue and the sweeper's
-    /// safety net).
-    pub async fn pending_events(&self, received_before: i64, limit: u32) -> StoreResult<Vec<Uuid>> {
+    /// Pending events nobody holds, oldest first, as (tenant id, event id): the sweeper's safety
+    /// net.
+    pub async fn pending_events(
+        &self,
+        received_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, Uuid)>> {
         let rows = sqlx::query(
-            "SELECT id FROM events WHERE state = 'pending' AND received_at <= $1 \
+            "SELECT tenant_id, id FROM events WHERE state = 'pending' AND received_at <= $1 \
              AND (lease_until IS NULL OR lease_until < $2) ORDER BY received_at LIMIT $3",
         )
         .bind(received_before)
@@ -657,9 +661,40 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
-            .collect()
+        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
+    }
+
+    /// Pending events nobody holds, at most `limit`, as (tenant id, event id), served round-robin
+    /// across tenants like [`Store::due_steps`] (the SQLite dispatcher's queue): tenants found by
+    /// index seeks on `events_pending_by_tenant`, each one's oldest events read from it.
+    pub async fn pending_events_in_turn(
+        &self,
+        received_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, Uuid)>> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE waiting(tenant_id) AS ( \
+               SELECT MIN(tenant_id) FROM events WHERE state = 'pending' \
+               UNION ALL \
+               SELECT (SELECT MIN(e.tenant_id) FROM events e \
+                       WHERE e.state = 'pending' AND e.tenant_id > waiting.tenant_id) \
+               FROM waiting WHERE waiting.tenant_id IS NOT NULL) \
+             SELECT tenant_id, id FROM ( \
+               SELECT e.tenant_id, e.id, e.received_at, \
+                      ROW_NUMBER() OVER (PARTITION BY e.tenant_id ORDER BY e.received_at, e.id) AS turn \
+               FROM waiting w JOIN events e ON e.id IN ( \
+                 SELECT p.id FROM events p WHERE p.state = 'pending' AND p.tenant_id = w.tenant_id \
+                 AND p.received_at <= $1 AND (p.lease_until IS NULL OR p.lease_until < $2) \
+                 ORDER BY p.received_at LIMIT $3)) AS pending \
+             ORDER BY turn, received_at LIMIT $3",
+        )
+        .bind(received_before)
+        .bind(now_ms())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
     }
 
     /// The entity's latest data, as the engine last stored it.

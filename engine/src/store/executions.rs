@@ -11,7 +11,7 @@ use uuid::Uuid;
 use std::collections::HashMap;
 
 use super::events::{EventRecord, NewEvent, entity_for_update, insert_event};
-use super::tenants::{TenantRecord, parse_uuid};
+use super::tenants::{TenantRecord, parse_uuid, tenant_and_id};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 use crate::domain::{
     self, AttemptEnd, ClaimDecision, ExecutionStatus, PauseReason, StepState, StepStatus,
@@ -860,13 +860,20 @@ impl Store {
                 }
                 if let Some(status) = set_status {
                     for event_id in emit_status_change(&mut tx, step, &o.cause, status).await? {
-                        jobs.push((Job::ProcessEvent { event_id }, now));
+                        jobs.push((
+                            Job::ProcessEvent {
+                                tenant_id: execution.tenant_id,
+                                event_id,
+                            },
+                            now,
+                        ));
                     }
                 }
             }
             if let Some(at) = t.rerun_at {
                 jobs.push((
                     Job::RunStep {
+                        tenant_id: execution.tenant_id,
                         step_id: step.step_id,
                     },
                     at,
@@ -900,7 +907,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-                jobs.push((Job::RunStep { step_id: next_step }, next.run_at));
+                jobs.push((
+                    Job::RunStep {
+                        tenant_id: execution.tenant_id,
+                        step_id: next_step,
+                    },
+                    next.run_at,
+                ));
                 continue;
             }
             match t.execution {
@@ -947,50 +960,67 @@ impl Store {
     }
 
     /// Steps whose lease ran out (their worker died): back to the queue. Returns them to dispatch.
-    pub async fn requeue_expired_leases(&self, limit: u32) -> StoreResult<Vec<Uuid>> {
+    /// (tenant id, step id) of each step re-queued.
+    pub async fn requeue_expired_leases(&self, limit: u32) -> StoreResult<Vec<(Uuid, Uuid)>> {
         let now = now_ms();
         let rows = sqlx::query(
             "UPDATE steps SET status = 'queued', lease_owner = NULL, lease_until = NULL, next_run_at = $1 \
              WHERE id IN (SELECT id FROM steps WHERE status = 'running' AND lease_until < $1 LIMIT $2) \
-             RETURNING id",
+             RETURNING tenant_id, id",
         )
         .bind(now)
         .bind(i64::from(limit))
         .fetch_all(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
-            .collect()
+        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
     }
 
-    /// Queued steps that are due, oldest first, at most `limit` (the SQLite dispatcher's queue).
-    pub async fn due_steps(&self, due_before: i64, limit: u32) -> StoreResult<Vec<Uuid>> {
+    /// Queued steps that are due, at most `limit`, as (tenant id, step id), served round-robin
+    /// across tenants (CONTRACT §7 "Fair queuing"): each tenant's oldest due step first, then each
+    /// one's second, and so on; the SQLite dispatcher's queue.
+    ///
+    /// The tenants with queued steps are found by index seeks (one per tenant, on
+    /// `steps_queued_by_tenant`) rather than by scanning the queued steps, and each tenant's due
+    /// steps are read oldest first from the same index, at most `limit` each: a fetch costs
+    /// O(tenants × (log n + limit)), whatever one tenant has waiting.
+    pub async fn due_steps(&self, due_before: i64, limit: u32) -> StoreResult<Vec<(Uuid, Uuid)>> {
         let rows = sqlx::query(
-            "SELECT id FROM steps WHERE status = 'queued' AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2",
+            "WITH RECURSIVE waiting(tenant_id) AS ( \
+               SELECT MIN(tenant_id) FROM steps WHERE status = 'queued' \
+               UNION ALL \
+               SELECT (SELECT MIN(s.tenant_id) FROM steps s \
+                       WHERE s.status = 'queued' AND s.tenant_id > waiting.tenant_id) \
+               FROM waiting WHERE waiting.tenant_id IS NOT NULL) \
+             SELECT tenant_id, id FROM ( \
+               SELECT s.tenant_id, s.id, s.next_run_at, \
+                      ROW_NUMBER() OVER (PARTITION BY s.tenant_id ORDER BY s.next_run_at, s.id) AS turn \
+               FROM waiting w JOIN steps s ON s.id IN ( \
+                 SELECT d.id FROM steps d WHERE d.status = 'queued' AND d.tenant_id = w.tenant_id \
+                 AND d.next_run_at <= $1 ORDER BY d.next_run_at LIMIT $2)) AS due \
+             ORDER BY turn, next_run_at LIMIT $2",
         )
         .bind(due_before)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
-            .collect()
+        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
     }
 
     /// Due steps that have waited longer than `stale_ms` and were not re-dispatched in that time:
     /// the queue may have lost them (a Redis restart). Marks them re-dispatched now.
+    /// (tenant id, step id, due time) of each.
     pub async fn stale_queued_steps(
         &self,
         stale_ms: i64,
         limit: u32,
-    ) -> StoreResult<Vec<(Uuid, i64)>> {
+    ) -> StoreResult<Vec<(Uuid, Uuid, i64)>> {
         let now = now_ms();
         let rows = sqlx::query(
             "UPDATE steps SET dispatched_at = $1 WHERE id IN (SELECT id FROM steps \
              WHERE status = 'queued' AND next_run_at <= $2 \
-             AND (dispatched_at IS NULL OR dispatched_at <= $2) LIMIT $3) RETURNING id, next_run_at",
+             AND (dispatched_at IS NULL OR dispatched_at <= $2) LIMIT $3) RETURNING tenant_id, id, next_run_at",
         )
         .bind(now)
         .bind(now - stale_ms)
@@ -1000,32 +1030,31 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    parse_uuid(&r.try_get::<String, _>(0)?)?,
-                    r.try_get::<i64, _>(1)?,
-                ))
+                let (tenant_id, id) = tenant_and_id(r, 0)?;
+                Ok((tenant_id, id, r.try_get::<i64, _>(2)?))
             })
             .collect()
     }
 
-    /// Steps this worker holds: handed back at shutdown so another worker runs them at once.
-    pub async fn release_leases(&self, worker: &str) -> StoreResult<Vec<Uuid>> {
+    /// Steps this worker holds, as (tenant id, step id): handed back at shutdown so another worker
+    /// runs them at once.
+    pub async fn release_leases(&self, worker: &str) -> StoreResult<Vec<(Uuid, Uuid)>> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let rows = sqlx::query(
             "UPDATE steps SET status = 'queued', lease_owner = NULL, lease_until = NULL, next_run_at = $1 \
-             WHERE lease_owner = $2 AND status = 'running' RETURNING id",
+             WHERE lease_owner = $2 AND status = 'running' RETURNING tenant_id, id",
         )
         .bind(now)
         .bind(worker)
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
-        let ids: Vec<Uuid> = rows
+        let ids: Vec<(Uuid, Uuid)> = rows
             .iter()
-            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
+            .map(|r| tenant_and_id(r, 0))
             .collect::<StoreResult<_>>()?;
-        for id in &ids {
+        for (_, id) in &ids {
             sqlx::query(
                 "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
                  error = 'handed back at worker shutdown' WHERE step_id = $2 AND ended_at IS NULL",
@@ -1222,6 +1251,7 @@ impl Store {
             if let Some(step) = step {
                 jobs.push((
                     Job::RunStep {
+                        tenant_id,
                         step_id: parse_uuid(&step.try_get::<String, _>(0)?)?,
                     },
                     now,

@@ -59,6 +59,15 @@ pub(crate) fn parse_uuid(s: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad uuid `{s}`: {e}")))
 }
 
+/// A (tenant id, row id) pair read from columns `at` and `at + 1`: what a queue needs to serve a
+/// row's job in its tenant's turn.
+pub(crate) fn tenant_and_id(row: &sqlx::any::AnyRow, at: usize) -> StoreResult<(Uuid, Uuid)> {
+    Ok((
+        parse_uuid(&row.try_get::<String, _>(at)?)?,
+        parse_uuid(&row.try_get::<String, _>(at + 1)?)?,
+    ))
+}
+
 impl Store {
     /// Creates a tenant with its first API key.
     pub async fn create_tenant(&self, name: &str) -> StoreResult<NewApiKey> {
