@@ -98,6 +98,9 @@ impl App {
                 retry_schedule: settings.retry_schedule.0.clone(),
                 sweep_interval: settings.sweep_interval,
                 redispatch_after: settings.redispatch_after,
+                template_limits: switchyard_actions::template::TemplateLimits {
+                    max_rendered_bytes: settings.max_rendered_bytes,
+                },
                 ..ExecutorSettings::default()
             },
         ));

@@ -51,6 +51,8 @@ pub struct ExecutorSettings {
     /// A due step still queued this long after its time is dispatched again (the queue may have
     /// lost it).
     pub redispatch_after: Duration,
+    /// `--max-rendered-bytes` and the other limits of one template render.
+    pub template_limits: switchyard_actions::template::TemplateLimits,
 }
 
 impl Default for ExecutorSettings {
@@ -64,6 +66,7 @@ impl Default for ExecutorSettings {
             step_timeout: Duration::from_secs(120),
             sweep_interval: Duration::from_secs(1),
             redispatch_after: Duration::from_secs(20),
+            template_limits: Default::default(),
         }
     }
 }
@@ -377,12 +380,22 @@ impl Executor {
         };
         let scope = ctx.template_scope();
         let secrets = action.secret_params();
-        let mut params = match switchyard_actions::template::render_params(
-            &spec.params,
-            &scope,
-            secrets,
-            action.html_params(),
-        ) {
+        // Rendering is bounded (fuel, work, --max-rendered-bytes) but may take tens of
+        // milliseconds: it runs on a blocking thread, not on the runtime's.
+        let rendered = {
+            let params = spec.params.clone();
+            let secrets = secrets.to_vec();
+            let html = action.html_params().to_vec();
+            let limits = self.settings.template_limits;
+            tokio::task::spawn_blocking(move || {
+                switchyard_actions::template::render_params(
+                    &params, &scope, &secrets, &html, &limits,
+                )
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the render stopped: {e}")))
+        };
+        let mut params = match rendered {
             Ok(params) => params,
             Err(e) => {
                 return (
@@ -578,6 +591,7 @@ impl Executor {
                 notification_email: tenant.and_then(|t| t.notification_email),
                 push_subscriptions,
             },
+            template_limits: self.settings.template_limits,
         })
     }
 }
