@@ -158,6 +158,9 @@ pub struct StepContext {
     /// `{"guid", "name", "version"}`.
     pub workflow: Value,
     pub tenant: TenantView,
+    /// The limits templates render under (`--max-rendered-bytes`): the built-in email templates
+    /// render against entity data too.
+    pub template_limits: crate::template::TemplateLimits,
 }
 
 impl StepContext {

@@ -107,6 +107,7 @@ fn step(entity_type: &str, entity: Value) -> StepContext {
             notification_email: Some("owner@larkspur.example".to_owned()),
             ..TenantView::default()
         },
+        template_limits: Default::default(),
     }
 }
 

@@ -138,6 +138,7 @@ fn context(subscriptions: Vec<PushSubscription>) -> StepContext {
             notification_email: None,
             push_subscriptions: subscriptions,
         },
+        template_limits: Default::default(),
     }
 }
 

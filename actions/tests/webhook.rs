@@ -128,6 +128,7 @@ fn ctx(step_id: Uuid, attempt: u32) -> StepContext {
         event: json!({"id": "evt_42", "trigger": "order_paid", "occurredAt": "2026-01-01T00:00:00Z"}),
         workflow: json!({"guid": Uuid::new_v4(), "name": "Paid hook", "version": 1}),
         tenant: TenantView::default(),
+        template_limits: Default::default(),
     }
 }
 

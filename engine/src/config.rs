@@ -281,6 +281,23 @@ pub struct Settings {
     /// `REQUEST_TIMEOUT`.
     #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT", default_value = "30s", global = true, value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// The largest text one template (one step parameter) renders to, and the largest value any
+    /// template operator, filter or loop may build on the way (CONTRACT §7).
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_RENDERED_BYTES",
+        default_value_t = switchyard_actions::template::DEFAULT_MAX_RENDERED_BYTES,
+        value_parser = parse_rendered_bytes,
+        global = true
+    )]
+    pub max_rendered_bytes: usize,
+}
+
+fn parse_rendered_bytes(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{text}`: expected a positive number of bytes")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

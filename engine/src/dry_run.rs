@@ -80,7 +80,8 @@ impl DryRun<'_> {
             "event": event_json,
             "workflow": {"name": self.spec.name},
         });
-        let actions: Vec<Value> = self
+        // Rendering is bounded but may take tens of milliseconds: off the runtime's threads.
+        let steps: Vec<_> = self
             .spec
             .actions
             .iter()
@@ -88,24 +89,37 @@ impl DryRun<'_> {
                 let action = self.state.actions.get(&step.kind);
                 let secrets = action.map(|a| a.secret_params()).unwrap_or_default();
                 let html = action.map(|a| a.html_params()).unwrap_or_default();
-                match switchyard_actions::template::render_params(
-                    &step.params,
-                    &scope,
-                    secrets,
-                    html,
-                ) {
-                    Ok(mut params) => {
-                        for &secret in secrets {
-                            if params.contains_key(secret) {
-                                params.insert(secret.to_owned(), Value::String("****".to_owned()));
-                            }
-                        }
-                        json!({"type": step.kind, "params": params})
-                    }
-                    Err(e) => json!({"type": step.kind, "error": format!("template error in {e}")}),
-                }
+                (step.kind.clone(), step.params.clone(), secrets, html)
             })
             .collect();
+        let limits = switchyard_actions::template::TemplateLimits {
+            max_rendered_bytes: self.state.settings.max_rendered_bytes,
+        };
+        let actions: Vec<Value> = tokio::task::spawn_blocking(move || {
+            steps
+                .into_iter()
+                .map(|(kind, params, secrets, html)| {
+                    match switchyard_actions::template::render_params(
+                        &params, &scope, secrets, html, &limits,
+                    ) {
+                        Ok(mut params) => {
+                            for &secret in secrets {
+                                if params.contains_key(secret) {
+                                    params.insert(
+                                        secret.to_owned(),
+                                        Value::String("****".to_owned()),
+                                    );
+                                }
+                            }
+                            json!({"type": kind, "params": params})
+                        }
+                        Err(e) => json!({"type": kind, "error": format!("template error in {e}")}),
+                    }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ApiError::validation(format!("the templates could not be rendered: {e}")))?;
         Ok(json!({
             "matched": report.matched && trigger_matches,
             "triggerMatches": trigger_matches,

@@ -115,6 +115,9 @@ impl App {
                     budget: settings.match_budget,
                     max_chain_executions: settings.max_chain_executions,
                 },
+                template_limits: switchyard_actions::template::TemplateLimits {
+                    max_rendered_bytes: settings.max_rendered_bytes,
+                },
                 ..ExecutorSettings::default()
             },
         ));

@@ -53,6 +53,8 @@ pub struct ExecutorSettings {
     pub redispatch_after: Duration,
     /// The matching budget and the causal chain's execution limit.
     pub matching: matching::MatchLimits,
+    /// `--max-rendered-bytes` and the other limits of one template render.
+    pub template_limits: switchyard_actions::template::TemplateLimits,
 }
 
 impl Default for ExecutorSettings {
@@ -67,6 +69,7 @@ impl Default for ExecutorSettings {
             sweep_interval: Duration::from_secs(1),
             redispatch_after: Duration::from_secs(20),
             matching: matching::MatchLimits::default(),
+            template_limits: Default::default(),
         }
     }
 }
@@ -400,12 +403,22 @@ impl Executor {
         };
         let scope = ctx.template_scope();
         let secrets = action.secret_params();
-        let mut params = match switchyard_actions::template::render_params(
-            &spec.params,
-            &scope,
-            secrets,
-            action.html_params(),
-        ) {
+        // Rendering is bounded (fuel, work, --max-rendered-bytes) but may take tens of
+        // milliseconds: it runs on a blocking thread, not on the runtime's.
+        let rendered = {
+            let params = spec.params.clone();
+            let secrets = secrets.to_vec();
+            let html = action.html_params().to_vec();
+            let limits = self.settings.template_limits;
+            tokio::task::spawn_blocking(move || {
+                switchyard_actions::template::render_params(
+                    &params, &scope, &secrets, &html, &limits,
+                )
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the render stopped: {e}")))
+        };
+        let mut params = match rendered {
             Ok(params) => params,
             Err(e) => {
                 return (
@@ -604,6 +617,7 @@ impl Executor {
                 notification_email: tenant.and_then(|t| t.notification_email),
                 push_subscriptions,
             },
+            template_limits: self.settings.template_limits,
         })
     }
 }

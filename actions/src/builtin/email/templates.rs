@@ -107,12 +107,18 @@ pub(super) fn compose(config: &EmailConfig, ctx: &StepContext) -> Result<Content
     let subject = match subject_override {
         Some(s) => one_line(s),
         None => one_line(
-            &render(&with_prelude(template.subject), &scope).map_err(|e| failed("subject", e))?,
+            &render(
+                &with_prelude(template.subject),
+                &scope,
+                &ctx.template_limits,
+            )
+            .map_err(|e| failed("subject", e))?,
         ),
     };
     let text = match body_override {
         Some(b) => b.to_owned(),
-        None => render(&with_prelude(template.text), &scope).map_err(|e| failed("body", e))?,
+        None => render(&with_prelude(template.text), &scope, &ctx.template_limits)
+            .map_err(|e| failed("body", e))?,
     };
     let html = match (html_override, body_override) {
         (Some(h), _) => Some(h.to_owned()),
@@ -120,10 +126,14 @@ pub(super) fn compose(config: &EmailConfig, ctx: &StepContext) -> Result<Content
         // things, and mail clients show the HTML: its text is then sent alone.
         (None, Some(_)) => None,
         (None, None) => {
-            let content =
-                render_html(&with_prelude(template.html), &scope).map_err(|e| failed("html", e))?;
-            let page = render_html(LAYOUT, &json!({"subject": subject, "content": content}))
-                .map_err(|e| failed("html layout", e))?;
+            let content = render_html(&with_prelude(template.html), &scope, &ctx.template_limits)
+                .map_err(|e| failed("html", e))?;
+            let page = render_html(
+                LAYOUT,
+                &json!({"subject": subject, "content": content}),
+                &ctx.template_limits,
+            )
+            .map_err(|e| failed("html layout", e))?;
             Some(page)
         }
     };
@@ -172,6 +182,7 @@ mod tests {
             event: json!({"trigger": "order_paid"}),
             workflow: json!({"name": "Test"}),
             tenant: TenantView::default(),
+            template_limits: Default::default(),
         }
     }
 
