@@ -5,7 +5,6 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod dry_run;
 pub mod executor;
 pub mod integrations;
 pub mod queue;

@@ -7,9 +7,45 @@ use switchyard_schemas::{ActionSpec, WorkflowConfig, WorkflowRecord};
 use switchyard_triggers::{ConditionEngine, CronSchedule, EvalError, EvalInput};
 use uuid::Uuid;
 
-use crate::api::ApiError;
 use crate::secrets::MasterKey;
 use crate::store::{StoredWorkflow, WorkflowSpec};
+
+/// Why a configure body is not a storable workflow. The API answers `Field` with 400
+/// `VALIDATION_ERROR` naming the field (`From` lives in `api`, so validation links no HTTP type).
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{field}: {message}")]
+    Field {
+        field: String,
+        message: String,
+        /// More than the field, for clients that point at it (step, line and position).
+        details: Option<Value>,
+    },
+    /// A secret stored with the previous version no longer decrypts: our fault, not the client's.
+    #[error("a stored secret does not decrypt")]
+    Secret,
+}
+
+impl SpecError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        SpecError::Field {
+            field: field.to_owned(),
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn with_details(self, more: Value) -> Self {
+        match self {
+            SpecError::Field { field, message, .. } => SpecError::Field {
+                field,
+                message,
+                details: Some(more),
+            },
+            other => other,
+        }
+    }
+}
 
 /// Most steps one workflow may have.
 pub const MAX_STEPS: usize = 20;
@@ -49,25 +85,25 @@ impl Validator<'_> {
         &self,
         config: WorkflowConfig,
         previous: Option<&StoredWorkflow>,
-    ) -> Result<ValidatedWorkflow, ApiError> {
+    ) -> Result<ValidatedWorkflow, SpecError> {
         let name = config.name.trim();
         if name.is_empty() {
-            return Err(ApiError::field("name", "name must not be empty"));
+            return Err(SpecError::field("name", "name must not be empty"));
         }
         if name.chars().count() > MAX_NAME {
-            return Err(ApiError::field(
+            return Err(SpecError::field(
                 "name",
                 format!("name is longer than {MAX_NAME} characters"),
             ));
         }
         let trigger = switchyard_triggers::resolve(config.entity_type, &config.trigger_id)
-            .map_err(|e| ApiError::field("triggerId", e.to_string()))?;
+            .map_err(|e| SpecError::field("triggerId", e.to_string()))?;
 
         let single = config.action.is_some();
         let field = if single { "action" } else { "actions" };
         let steps = match (config.action, config.actions) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::field(
+                return Err(SpecError::field(
                     "actions",
                     "give either `action` or `actions`, not both",
                 ));
@@ -75,17 +111,17 @@ impl Validator<'_> {
             (Some(one), None) => vec![one],
             (None, Some(many)) => many,
             (None, None) => {
-                return Err(ApiError::field(
+                return Err(SpecError::field(
                     "action",
                     "a workflow needs an `action` (or a list of `actions`)",
                 ));
             }
         };
         if steps.is_empty() {
-            return Err(ApiError::field("actions", "`actions` must not be empty"));
+            return Err(SpecError::field("actions", "`actions` must not be empty"));
         }
         if steps.len() > MAX_STEPS {
-            return Err(ApiError::field(
+            return Err(SpecError::field(
                 "actions",
                 format!("at most {MAX_STEPS} steps"),
             ));
@@ -98,7 +134,7 @@ impl Validator<'_> {
         for (index, step) in steps.into_iter().enumerate() {
             let mut params = step.params;
             let action = self.actions.get(&step.kind).ok_or_else(|| {
-                ApiError::field(
+                SpecError::field(
                     field,
                     format!(
                         "step {}: unknown action type `{}`: expected one of {}",
@@ -123,7 +159,7 @@ impl Validator<'_> {
                         .decrypt(old.as_str().unwrap_or_default(), &scope)
                         .map_err(|e| {
                             tracing::error!(error = %e, "stored secret does not decrypt");
-                            ApiError::internal()
+                            SpecError::Secret
                         })?;
                     params.insert(secret.to_owned(), Value::String(plain));
                 } else if given.is_some_and(is_masked) {
@@ -131,7 +167,7 @@ impl Validator<'_> {
                 }
             }
             let prepared = self.actions.prepare(&step.kind, &params).map_err(|e| {
-                ApiError::field(
+                SpecError::field(
                     field,
                     format!("step {} ({}): {}", index + 1, step.kind, e.message),
                 )
@@ -163,7 +199,7 @@ impl Validator<'_> {
 
         let conditions = config.conditions.unwrap_or_default();
         switchyard_triggers::validate_conditions(&conditions)
-            .map_err(|e| ApiError::field("conditions", e.to_string()))?;
+            .map_err(|e| SpecError::field("conditions", e.to_string()))?;
 
         let condition = match config
             .condition
@@ -172,7 +208,7 @@ impl Validator<'_> {
         {
             Some(source) => {
                 let compiled = self.conditions.compile(&source).map_err(|e| {
-                    ApiError::field("condition", format!("condition does not compile: {e}"))
+                    SpecError::field("condition", format!("condition does not compile: {e}"))
                         .with_details(serde_json::json!({
                             "field": "condition", "line": e.line, "position": e.column
                         }))
@@ -186,7 +222,7 @@ impl Validator<'_> {
                     tenant: serde_json::json!({"id": self.tenant_id}),
                 };
                 if let Err(e @ EvalError::Limit(_)) = self.conditions.evaluate(&compiled, &trial) {
-                    return Err(ApiError::field(
+                    return Err(SpecError::field(
                         "condition",
                         format!("{e} on an empty entity"),
                     ));
@@ -199,10 +235,10 @@ impl Validator<'_> {
         match (&config.schedule, trigger.scheduled) {
             (Some(schedule), true) => {
                 CronSchedule::parse(schedule)
-                    .map_err(|e| ApiError::field("schedule", e.to_string()))?;
+                    .map_err(|e| SpecError::field("schedule", e.to_string()))?;
             }
             (None, true) => {
-                return Err(ApiError::field(
+                return Err(SpecError::field(
                     "schedule",
                     format!(
                         "trigger `{}` needs a `schedule` ({{\"cron\": \"0 0 9 * * *\", \"timezone\": \"Europe/Berlin\"}})",
@@ -211,7 +247,7 @@ impl Validator<'_> {
                 ));
             }
             (Some(_), false) => {
-                return Err(ApiError::field(
+                return Err(SpecError::field(
                     "schedule",
                     format!(
                         "`schedule` is only for *_schedule triggers, not `{}`",

@@ -129,3 +129,19 @@ impl From<WorkflowChangeError> for ApiError {
         }
     }
 }
+
+impl From<crate::workflow_spec::SpecError> for ApiError {
+    fn from(e: crate::workflow_spec::SpecError) -> Self {
+        match e {
+            crate::workflow_spec::SpecError::Field {
+                field,
+                message,
+                details,
+            } => match details {
+                Some(details) => ApiError::validation(message).with_details(details),
+                None => ApiError::field(&field, message),
+            },
+            crate::workflow_spec::SpecError::Secret => ApiError::internal(),
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! this file only merges them and adds the layers every route shares.
 
 mod dashboard;
+mod dry_run;
 pub mod error;
 mod events;
 mod executions;

@@ -454,7 +454,7 @@ async fn test_workflow(
         }
         _ => return Err(ApiError::validation("give either `workflow` or `guid`")),
     };
-    let report = crate::dry_run::DryRun {
+    let report = super::dry_run::DryRun {
         state: &state,
         tenant_id: tenant.id,
         spec: &spec,

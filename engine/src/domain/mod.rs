@@ -8,9 +8,12 @@
 
 pub mod chain;
 pub mod execution;
+pub mod job;
+pub mod schedule;
 
 pub use chain::{ChainLimits, ChainRefusal, ChainState};
 pub use execution::{
     AttemptEnd, AttemptOutcome, ClaimDecision, ClaimView, ExecutionStatus, NextStep, PauseReason,
     StepState, StepStatus, Transition, cancellable, claim, finish, resume,
 };
+pub use job::Job;

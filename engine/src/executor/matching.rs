@@ -235,7 +235,8 @@ impl Matcher {
     ) -> Result<Decision, JobError> {
         // A schedule tick starts only the workflow whose schedule it is (named by its event key),
         // not every active workflow on the same `<entity>_schedule` trigger.
-        let candidates = crate::scheduler::tick_candidates(event, candidates);
+        let candidates =
+            crate::domain::schedule::tick_candidates(&event.trigger, &event.event_key, candidates);
         let mut workflows = Vec::with_capacity(candidates.len());
         for (workflow_id, version) in candidates {
             workflows.push((

@@ -716,7 +716,7 @@ pub fn event_json(event: &EventRecord) -> Value {
         "causationId": event.causation_id,
     });
     // A schedule tick also says when it was due (CONTRACT §5: `scheduledAt` = `occurredAt`).
-    if crate::scheduler::tick_owner(event).is_some()
+    if crate::domain::schedule::tick_owner(&event.trigger, &event.event_key).is_some()
         && let Some(fields) = view.as_object_mut()
     {
         fields.insert("scheduledAt".to_owned(), json!(event.occurred_at));

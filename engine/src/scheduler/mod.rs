@@ -42,48 +42,10 @@ use uuid::Uuid;
 use crate::executor::Executor;
 use crate::queue::Job;
 use crate::store::{
-    EventRecord, NewEvent, ScheduledWorkflow, StoreError, StoreResult, TickClaim, from_ms, now_ms,
+    NewEvent, ScheduledWorkflow, StoreError, StoreResult, TickClaim, from_ms, now_ms,
 };
 
-/// The entity id of every tick's synthetic event (its entity is `{}`).
-pub const TICK_ENTITY_ID: &str = "schedule";
-
-const TICK_KEY_PREFIX: &str = "tick_";
-
-/// The event key of a workflow's tick: unique per tick, and names the workflow it is for.
-pub fn tick_event_key(workflow_id: Uuid, tick_ms: i64) -> String {
-    format!("{TICK_KEY_PREFIX}{workflow_id}_{tick_ms}")
-}
-
-fn is_schedule_trigger(code: &str) -> bool {
-    switchyard_triggers::by_code(code).is_some_and(|t| t.scheduled)
-}
-
-/// The workflow a schedule tick's event was fired for; `None` for every other event.
-pub fn tick_owner(event: &EventRecord) -> Option<Uuid> {
-    if !is_schedule_trigger(&event.trigger) {
-        return None;
-    }
-    let (id, _tick_ms) = event
-        .event_key
-        .strip_prefix(TICK_KEY_PREFIX)?
-        .rsplit_once('_')?;
-    Uuid::parse_str(id).ok()
-}
-
-/// Matching candidates for `event`: unchanged for entity events; for a schedule tick only the
-/// workflow that owns the schedule (other workflows on the same `<entity>_schedule` trigger have
-/// ticks of their own), and none when the tick names no owner.
-pub fn tick_candidates(event: &EventRecord, candidates: Vec<(Uuid, i64)>) -> Vec<(Uuid, i64)> {
-    if !is_schedule_trigger(&event.trigger) {
-        return candidates;
-    }
-    let owner = tick_owner(event);
-    candidates
-        .into_iter()
-        .filter(|(id, _)| Some(*id) == owner)
-        .collect()
-}
+pub use crate::domain::schedule::{TICK_ENTITY_ID, tick_event_key};
 
 /// Per workflow: what the last pass decided, so a pass with nothing due costs no query.
 struct Tracked {
@@ -294,49 +256,5 @@ impl Scheduler {
         };
         self.crons.insert((s.id, s.version), compiled.clone());
         Ok(compiled)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn event(trigger: &str, key: &str) -> EventRecord {
-        EventRecord {
-            id: Uuid::now_v7(),
-            tenant_id: Uuid::now_v7(),
-            event_key: key.to_owned(),
-            entity_type: "Order".to_owned(),
-            entity_id: TICK_ENTITY_ID.to_owned(),
-            trigger: trigger.to_owned(),
-            data: json!({}),
-            previous: None,
-            occurred_at: from_ms(0),
-            received_at: from_ms(0),
-            causation_id: None,
-            depth: 0,
-            chain: Vec::new(),
-            state: "pending".to_owned(),
-            outcome: None,
-        }
-    }
-
-    #[test]
-    fn a_tick_starts_only_the_workflow_it_was_fired_for() {
-        let (owner, other) = (Uuid::now_v7(), Uuid::now_v7());
-        let candidates = vec![(owner, 3), (other, 1)];
-        let key = tick_event_key(owner, 1_777_000_000_000);
-        let tick = event("order_schedule", &key);
-        assert_eq!(tick_owner(&tick), Some(owner));
-        assert_eq!(tick_candidates(&tick, candidates.clone()), vec![(owner, 3)]);
-        // A schedule event that names no owner starts nothing.
-        let stray = event("order_schedule", "evt_1");
-        assert_eq!(tick_candidates(&stray, candidates.clone()), vec![]);
-        // Entity events are left alone, even with a key that looks like a tick's.
-        let paid = event("order_paid", &key);
-        assert_eq!(tick_owner(&paid), None);
-        assert_eq!(tick_candidates(&paid, candidates.clone()), candidates);
     }
 }

@@ -14,9 +14,8 @@ use super::events::{EventRecord, NewEvent, entity_for_update, insert_event};
 use super::tenants::{TenantRecord, parse_uuid, tenant_and_id};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 use crate::domain::{
-    self, AttemptEnd, ClaimDecision, ExecutionStatus, PauseReason, StepState, StepStatus,
+    self, AttemptEnd, ClaimDecision, ExecutionStatus, Job, PauseReason, StepState, StepStatus,
 };
-use crate::queue::Job;
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 

@@ -8,7 +8,7 @@ use switchyard_schemas::event::EventIn;
 use switchyard_triggers::{EvalInput, WorkflowConditions};
 use uuid::Uuid;
 
-use crate::api::{ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::store::WorkflowSpec;
 
 /// A backtest answers with what it evaluated by this wall time (CONTRACT §7).
