@@ -134,3 +134,21 @@ pub fn common_flags() -> Vec<String> {
         .map(String::from)
         .to_vec()
 }
+
+/// Starts the engine as a user runs it: `serve` alone on SQLite; with `scale_out` (PostgreSQL +
+/// Redis) an API process (`serve --no-worker`) and a `worker` process. `args` adds the flags to a
+/// role's first words. The first server is the API.
+pub async fn start_engine(
+    binary: &Path,
+    scale_out: bool,
+    args: impl Fn(&[&str]) -> Vec<String>,
+) -> anyhow::Result<Vec<crate::server::Server>> {
+    use crate::server::Server;
+    if !scale_out {
+        return Ok(vec![Server::start(binary, &args(&["serve"])).await?]);
+    }
+    Ok(vec![
+        Server::start(binary, &args(&["serve", "--no-worker"])).await?,
+        Server::start(binary, &args(&["worker"])).await?,
+    ])
+}

@@ -14,7 +14,6 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use switchyard_bench::receiver::start_receiver;
-use switchyard_bench::server::Server;
 use switchyard_bench::setup::{self, post_event};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,18 +89,8 @@ async fn main() -> anyhow::Result<()> {
         a.extend(common.clone());
         a
     };
-    let mut servers = Vec::new();
-    match args.mode {
-        Mode::Sqlite => {
-            servers.push(Server::start(&args.target.binary, &serve_args(&["serve"])).await?)
-        }
-        Mode::Postgres => {
-            servers.push(
-                Server::start(&args.target.binary, &serve_args(&["serve", "--no-worker"])).await?,
-            );
-            servers.push(Server::start(&args.target.binary, &serve_args(&["worker"])).await?);
-        }
-    }
+    let servers =
+        setup::start_engine(&args.target.binary, args.mode == Mode::Postgres, serve_args).await?;
     let base = servers[0].base.clone().context("API address")?;
     setup::configure_webhook_workflow(&http, &base, &quiet, "quiet", &hook).await?;
     for i in 0..10 {
