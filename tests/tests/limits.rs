@@ -1,6 +1,6 @@
 //! Per-tenant bounds on matching (CONTRACT §7) through the public API: the matching budget, the
 //! causal chain's execution limit, workflow and push subscription quotas, backtest wall time and
-//! the size of an event listing.
+//! the size of event and workflow listings and of an execution's view.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -16,6 +16,8 @@ on_both_databases! {
     quotas_refuse_the_next_workflow_and_subscription => quotas_refuse_the_next_workflow_and_subscription;
     backtest_stops_at_its_wall_time => backtest_stops_at_its_wall_time;
     event_listing_pages_are_bounded_by_size => event_listing_pages_are_bounded_by_size;
+    workflow_listing_pages_are_bounded_by_size => workflow_listing_pages_are_bounded_by_size;
+    an_execution_shows_its_latest_attempts => an_execution_shows_its_latest_attempts;
     a_quiet_tenant_is_served_while_another_floods => a_quiet_tenant_is_served_while_another_floods;
 }
 
@@ -344,6 +346,104 @@ async fn event_listing_pages_are_bounded_by_size(db: Db) {
     assert_eq!(events.len(), 8);
     assert_eq!(ids.len(), 8);
     assert!(events.iter().all(|e| e["data"]["blob"] == blob.as_str()));
+    server.stop().await;
+}
+
+async fn workflow_listing_pages_are_bounded_by_size(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Bulky").await;
+    // Each spec carries a 700 KiB condition value (under the 1 MiB body limit).
+    let blob = "x".repeat(700 * 1024);
+    let mut saved = HashSet::new();
+    for i in 0..8 {
+        saved.insert(
+            configure(
+                &server,
+                &key,
+                json!({"name": format!("bulky {i}"), "entityType": "Order", "triggerId": "order_paid",
+                       "conditions": {"blob": blob},
+                       "action": {"type": "update_status", "status": "seen"}}),
+            )
+            .await,
+        );
+    }
+    let first = server
+        .get(&key, "/api/workflows/order/configured?limit=200")
+        .await;
+    let page = first.assert_ok(200).as_array().expect("list").len();
+    assert!(
+        (1..8).contains(&page),
+        "a page of {page} workflows of 700 KiB each"
+    );
+    // Following the cursors gives every workflow exactly once, each whole.
+    let mut seen = Vec::new();
+    let mut path = "/api/workflows/order/configured?limit=200".to_owned();
+    loop {
+        let reply = server.get(&key, &path).await;
+        for workflow in reply.assert_ok(200).as_array().expect("list") {
+            assert_eq!(workflow["conditions"]["blob"], blob.as_str());
+            seen.push(workflow["guid"].as_str().expect("guid").to_owned());
+        }
+        match reply.body["cursor"].as_str() {
+            Some(cursor) => {
+                path = format!("/api/workflows/order/configured?limit=200&cursor={cursor}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), saved);
+    server.stop().await;
+}
+
+async fn an_execution_shows_its_latest_attempts(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Stubborn").await;
+    // The header's template fails at run time, so every attempt pauses the execution at once.
+    configure(
+        &server,
+        &key,
+        json!({"name": "stubborn", "entityType": "Order", "triggerId": "order_paid",
+               "action": {"type": "webhook", "url": "https://hooks.example.com/in",
+                          "headers": {"X-Big": "{{ entity.name * 99999999 }}"}}}),
+    )
+    .await;
+    server
+        .post(
+            &key,
+            "/api/events",
+            &json!({"entityType": "Order", "trigger": "order_paid", "entityId": "ord_1",
+                    "eventId": "stubborn-1", "data": {"name": "abc"}}),
+        )
+        .await
+        .assert_ok(202);
+    let id = server.execution_of(&key, "stubborn-1").await;
+    server.execution_in(&key, &id, "paused").await;
+    // Resumed again and again: every attempt is kept, the view shows the latest 100.
+    for _ in 0..104 {
+        server
+            .get(
+                &key,
+                &format!("/api/workflows/resume-workflow?workflowId={id}"),
+            )
+            .await
+            .assert_ok(200);
+        server.execution_in(&key, &id, "paused").await;
+    }
+    let execution = server.execution_in(&key, &id, "paused").await;
+    let step = &execution["steps"][0];
+    assert_eq!(step["attemptCount"], 105, "{step}");
+    let attempts = step["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 100);
+    let numbers: Vec<i64> = attempts
+        .iter()
+        .map(|a| a["number"].as_i64().expect("number"))
+        .collect();
+    assert_eq!(numbers, (6..=105).collect::<Vec<_>>());
+    // The listing shows the same view.
+    let listed = server.get(&key, "/api/executions?limit=10").await;
+    let listed = &listed.assert_ok(200)[0]["steps"][0];
+    assert_eq!(listed["attempts"].as_array().map(Vec::len), Some(100));
     server.stop().await;
 }
 

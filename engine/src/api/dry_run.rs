@@ -13,10 +13,9 @@ use crate::store::WorkflowSpec;
 
 /// A backtest answers with what it evaluated by this wall time (CONTRACT §7).
 pub const BACKTEST_WALL_TIME: Duration = Duration::from_secs(5);
-/// Events a backtest reads at a time…
+/// Events a backtest reads at a time (and at most `store::PAGE_BUDGET_CHARS` of their stored
+/// JSON, so memory stays bounded).
 const BACKTEST_PAGE: u32 = 100;
-/// …and at most this much of their stored JSON (characters), so memory stays bounded.
-const BACKTEST_PAGE_CHARS: i64 = 4 * 1024 * 1024;
 
 pub struct DryRun<'a> {
     pub state: &'a AppState,
@@ -150,7 +149,13 @@ impl DryRun<'_> {
             let (events, _) = self
                 .state
                 .store
-                .list_events_within(self.tenant_id, filter, before, page, BACKTEST_PAGE_CHARS)
+                .list_events_within(
+                    self.tenant_id,
+                    filter,
+                    before,
+                    page,
+                    crate::store::PAGE_BUDGET_CHARS,
+                )
                 .await?;
             let Some(last) = events.last() else {
                 break;

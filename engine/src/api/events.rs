@@ -16,14 +16,9 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Json, PageParams, Query, Tenant, paginate};
+use super::extract::{Json, PageParams, Query, Tenant, paginate_within};
 use super::respond::{list, ok};
-use crate::store::{EventRecord, ExecutionRecord};
-
-/// A page of `GET /api/events` ends early (with a cursor) once the stored JSON of its events
-/// (`data`, `previous`, `outcome`) reaches this many characters; a page always holds at least one
-/// event, so a page is at most this plus one event (each bounded by the 1 MiB body limit).
-const PAGE_CHARS: i64 = 4 * 1024 * 1024;
+use crate::store::{EventRecord, ExecutionRecord, PAGE_BUDGET_CHARS};
 
 /// Longest entity id and event id accepted.
 const MAX_ID: usize = 256;
@@ -225,17 +220,15 @@ async fn list_events(
     };
     let (rows, cut) = state
         .store
-        .list_events_within(tenant.id, filter, page.after, page.limit + 1, PAGE_CHARS)
+        .list_events_within(
+            tenant.id,
+            filter,
+            page.after,
+            page.limit + 1,
+            PAGE_BUDGET_CHARS,
+        )
         .await?;
-    let (rows, cursor) = if cut {
-        // The page is full by size: it ends early, and the cursor leads on from its last event.
-        let cursor = rows
-            .last()
-            .map(|last| super::extract::encode_cursor(last.id));
-        (rows, cursor)
-    } else {
-        paginate(rows, page, |e| e.id)
-    };
+    let (rows, cursor) = paginate_within(rows, cut, page, |e| e.id);
     Ok(list(
         rows.into_iter().map(|e| view(e, Vec::new())).collect(),
         cursor,

@@ -12,9 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PageParams, Query, Tenant, paginate, parse_id};
+use super::extract::{PageParams, Query, Tenant, paginate_within, parse_id};
 use super::respond::{list, ok};
-use crate::store::{ExecutionRecord, StepRecord};
+use crate::store::{ExecutionRecord, PAGE_BUDGET_CHARS, StepRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -76,28 +76,26 @@ async fn list_executions(
     let status = match query.status.as_deref() {
         Some(s) => Some(
             serde_json::from_value::<ExecutionStatus>(serde_json::Value::String(s.to_owned()))
-                .map_err(|_| ApiError::field("status", format!("unknown status `{}`: expected queued, running, waiting, succeeded, paused or cancelled", s.chars().take(32).collect::<String>())))?
-                .as_str(),
+                .map_err(|_| ApiError::field("status", format!("unknown status `{}`: expected queued, running, waiting, succeeded, paused or cancelled", s.chars().take(32).collect::<String>())))?,
         ),
         None => None,
     };
-    let rows = state
+    let (rows, cut) = state
         .store
-        .list_executions(
+        .list_executions_within(
             tenant.id,
             workflow_id,
             status,
-            None,
             page.after,
             page.limit + 1,
+            PAGE_BUDGET_CHARS,
         )
         .await?;
-    let (rows, cursor) = paginate(rows, page, |e| e.id);
-    let mut items = Vec::with_capacity(rows.len());
-    for execution in rows {
-        let steps = state.store.execution_steps(tenant.id, execution.id).await?;
-        items.push(ExecutionView { execution, steps });
-    }
+    let (rows, cursor) = paginate_within(rows, cut, page, |(e, _)| e.id);
+    let items = rows
+        .into_iter()
+        .map(|(execution, steps)| ExecutionView { execution, steps })
+        .collect();
     Ok(list(items, cursor))
 }
 

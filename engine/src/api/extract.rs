@@ -320,12 +320,19 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
 
 /// Cuts a page fetched with `limit + 1` rows to `limit` and says where the next one starts;
 /// `None` on the last page.
-pub fn paginate<T>(
+pub fn paginate<T>(items: Vec<T>, page: Page, id: impl Fn(&T) -> Uuid) -> (Vec<T>, Option<String>) {
+    paginate_within(items, false, page, id)
+}
+
+/// [`paginate`] for a page the store's size budget may have `cut` short: then the page ends
+/// early and the cursor leads on from its last row.
+pub fn paginate_within<T>(
     mut items: Vec<T>,
+    cut: bool,
     page: Page,
     id: impl Fn(&T) -> Uuid,
 ) -> (Vec<T>, Option<String>) {
-    if items.len() > page.limit as usize {
+    if cut || items.len() > page.limit as usize {
         items.truncate(page.limit as usize);
         let cursor = items.last().map(|last| encode_cursor(id(last)));
         (items, cursor)

@@ -13,9 +13,9 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{IfMatch, Json, PageParams, Query, Tenant, paginate, parse_id};
+use super::extract::{IfMatch, Json, PageParams, Query, Tenant, paginate_within, parse_id};
 use super::respond::{list, ok, success};
-use crate::store::{StoredWorkflow, WorkflowWrite};
+use crate::store::{PAGE_BUDGET_CHARS, StoredWorkflow, WorkflowWrite};
 use crate::workflow_spec::{Revealed, Validator, to_record};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -121,7 +121,7 @@ async fn list_configured(
         cursor: query.cursor,
     }
     .page()?;
-    let rows = state
+    let (rows, cut) = state
         .store
         .list_workflows(
             tenant.id,
@@ -129,9 +129,10 @@ async fn list_configured(
             include_managed,
             page.after,
             page.limit + 1,
+            PAGE_BUDGET_CHARS,
         )
         .await?;
-    let (rows, cursor) = paginate(rows, page, |w| w.id);
+    let (rows, cursor) = paginate_within(rows, cut, page, |w| w.id);
     let items = rows.iter().map(|w| record(&state, w, &[])).collect();
     Ok(list(items, cursor))
 }

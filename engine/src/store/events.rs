@@ -522,43 +522,9 @@ impl Store {
         row.as_ref().map(decode_event).transpose()
     }
 
-    /// The tenant's events, newest first, optionally of one entity type and trigger.
-    pub async fn list_events(
-        &self,
-        tenant_id: Uuid,
-        filter: Option<(&str, &str)>,
-        before: Option<Uuid>,
-        limit: u32,
-    ) -> StoreResult<Vec<EventRecord>> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1");
-        let mut n = 2;
-        if before.is_some() {
-            sql.push_str(" AND id < $2");
-            n = 3;
-        }
-        if filter.is_some() {
-            sql.push_str(&format!(" AND entity_type = ${n} AND trig = ${}", n + 1));
-            n += 2;
-        }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${n}"));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
-        if let Some(before) = before {
-            query = query.bind(before.to_string());
-        }
-        if let Some((entity_type, trigger)) = filter {
-            query = query.bind(entity_type.to_owned()).bind(trigger.to_owned());
-        }
-        query = query.bind(i64::from(limit));
-        let rows = query
-            .fetch_all(self.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(decode_event).collect()
-    }
-
-    /// [`Store::list_events`] within a size budget: the first rows whose stored `data`,
-    /// `previous` and `outcome` add up to at most `max_chars` (always at least one row). Sizes
-    /// are read first, so a page of large events is never loaded past the budget. The flag says
+    /// The tenant's events, newest first, optionally of one entity type and trigger, within a
+    /// size budget: the first rows whose stored `data`, `previous` and `outcome` add up to at
+    /// most `max_chars` (always at least one row; see [`super::within_budget`]). The flag says
     /// whether the budget cut the page short (more rows follow).
     pub async fn list_events_within(
         &self,
@@ -593,34 +559,17 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        let mut kept: Vec<String> = Vec::new();
-        let mut total = 0i64;
-        for row in &sizes {
-            let size: i64 = row.try_get(1)?;
-            total = total.saturating_add(size);
-            if total > max_chars && !kept.is_empty() {
-                break;
-            }
-            kept.push(row.try_get(0)?);
-        }
-        let cut = kept.len() < sizes.len();
-        let (Some(newest), Some(oldest)) = (kept.first(), kept.last()) else {
+        let (kept, cut) = super::within_budget(&sizes, max_chars)?;
+        if kept.is_empty() {
             return Ok((Vec::new(), false));
-        };
-        // By the id range just measured: events stored since then are newer and stay out.
-        let mut sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id <= $2 AND id >= $3"
-        );
-        if filter.is_some() {
-            sql.push_str(" AND entity_type = $4 AND trig = $5");
         }
-        sql.push_str(" ORDER BY id DESC");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant_id.to_string())
-            .bind(newest)
-            .bind(oldest);
-        if let Some((entity_type, trigger)) = filter {
-            query = query.bind(entity_type.to_owned()).bind(trigger.to_owned());
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id IN ({}) ORDER BY id DESC",
+            super::in_list(kept.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+        for id in kept {
+            query = query.bind(id);
         }
         let rows = query
             .fetch_all(self.pool())

@@ -204,6 +204,9 @@ pub enum EndpointReport {
     Gone(String),
 }
 
+/// Attempts shown per step in an execution's view: the latest ones.
+pub const SHOWN_ATTEMPTS: i64 = 100;
+
 const EXECUTION_COLUMNS: &str = "id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
      entity_id, status, pause_reason, step_count, current_step, created_at, updated_at, finished_at";
 
@@ -1084,6 +1087,72 @@ impl Store {
         row.as_ref().map(decode_execution).transpose()
     }
 
+    /// [`Store::list_executions`] with every execution's steps, within a size budget (see
+    /// [`super::within_budget`]): an execution counts its steps' stored output and error, once
+    /// per shown attempt. The flag says whether the budget cut the page short.
+    pub async fn list_executions_within(
+        &self,
+        tenant_id: Uuid,
+        workflow_id: Option<Uuid>,
+        status: Option<ExecutionStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+        max_chars: i64,
+    ) -> StoreResult<(Vec<(ExecutionRecord, Vec<StepRecord>)>, bool)> {
+        let mut sql = format!(
+            "SELECT e.id, (SELECT CAST(COALESCE(SUM((COALESCE(LENGTH(s.output), 0) \
+               + COALESCE(LENGTH(s.last_error), 0) + 256) \
+               * (1 + CASE WHEN s.attempts > {SHOWN_ATTEMPTS} THEN {SHOWN_ATTEMPTS} ELSE s.attempts END)), 0) AS BIGINT) \
+               FROM steps s WHERE s.execution_id = e.id) \
+             FROM executions e WHERE e.tenant_id = $1"
+        );
+        let mut binds: Vec<String> = vec![tenant_id.to_string()];
+        for (column, value) in [
+            ("e.workflow_id =", workflow_id.map(|w| w.to_string())),
+            ("e.status =", status.map(|s| s.as_str().to_owned())),
+            ("e.id <", before.map(|b| b.to_string())),
+        ] {
+            if let Some(value) = value {
+                binds.push(value);
+                sql.push_str(&format!(" AND {column} ${}", binds.len()));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY e.id DESC LIMIT ${}", binds.len() + 1));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let sizes = query
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let (kept, cut) = super::within_budget(&sizes, max_chars)?;
+        if kept.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE tenant_id = $1 AND id IN ({}) \
+             ORDER BY id DESC",
+            super::in_list(kept.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+        for id in kept {
+            query = query.bind(id);
+        }
+        let rows = query
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let mut page = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let execution = decode_execution(row)?;
+            let steps = self.execution_steps(tenant_id, execution.id).await?;
+            page.push((execution, steps));
+        }
+        Ok((page, cut))
+    }
+
     /// Executions of the tenant, newest first, optionally of one workflow and/or status.
     pub async fn list_executions(
         &self,
@@ -1120,7 +1189,9 @@ impl Store {
         rows.iter().map(decode_execution).collect()
     }
 
-    /// Every step of an execution with every attempt.
+    /// Every step of an execution with its latest [`SHOWN_ATTEMPTS`] attempts (`attempt_count`
+    /// says how many there were: a step resumed again and again keeps every attempt, and one
+    /// execution's view stays bounded).
     pub async fn execution_steps(
         &self,
         tenant_id: Uuid,
@@ -1156,10 +1227,12 @@ impl Store {
         let attempts = sqlx::query(
             "SELECT a.step_id, a.number, a.worker, a.started_at, a.ended_at, a.outcome, a.error, a.output \
              FROM attempts a JOIN steps s ON s.id = a.step_id \
-             WHERE s.execution_id = $1 AND a.tenant_id = $2 ORDER BY a.started_at, a.number",
+             WHERE s.execution_id = $1 AND a.tenant_id = $2 AND a.number > s.attempts - $3 \
+             ORDER BY a.started_at, a.number",
         )
         .bind(execution_id.to_string())
         .bind(tenant_id.to_string())
+        .bind(SHOWN_ATTEMPTS)
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;

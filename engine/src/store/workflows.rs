@@ -218,7 +218,9 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
-    /// One page of a tenant's workflows of an entity type, oldest first, after the cursor id.
+    /// One page of a tenant's workflows of an entity type, oldest first, after the cursor id,
+    /// within a size budget on their specs (see [`super::within_budget`]); the flag says whether
+    /// the budget cut the page short.
     pub async fn list_workflows(
         &self,
         tenant_id: Uuid,
@@ -226,9 +228,12 @@ impl Store {
         include_managed: bool,
         after: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<StoredWorkflow>> {
+        max_chars: i64,
+    ) -> StoreResult<(Vec<StoredWorkflow>, bool)> {
         let sql = format!(
-            "{SELECT} WHERE w.tenant_id = $1 AND w.entity_type = $2 AND w.deleted_at IS NULL \
+            "SELECT w.id, LENGTH(v.spec) FROM workflows w JOIN workflow_versions v \
+               ON v.workflow_id = w.id AND v.version = w.current_version \
+             WHERE w.tenant_id = $1 AND w.entity_type = $2 AND w.deleted_at IS NULL \
              AND w.id > $3 {} ORDER BY w.id LIMIT $4",
             if include_managed {
                 ""
@@ -236,7 +241,7 @@ impl Store {
                 "AND w.is_managed = 0"
             }
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sizes = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id.to_string())
             .bind(entity_type.as_str())
             .bind(after.map(|u| u.to_string()).unwrap_or_default())
@@ -244,7 +249,24 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(decode).collect()
+        let (kept, cut) = super::within_budget(&sizes, max_chars)?;
+        if kept.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let sql = format!(
+            "{SELECT} WHERE w.tenant_id = $1 AND w.deleted_at IS NULL AND w.id IN ({}) ORDER BY w.id",
+            super::in_list(kept.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+        for id in kept {
+            query = query.bind(id);
+        }
+        let rows = query
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let workflows = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+        Ok((workflows, cut))
     }
 
     /// Flips `is_active`; returns the workflow as it now is.

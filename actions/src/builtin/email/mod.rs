@@ -10,7 +10,7 @@ mod templates;
 
 pub use config::{EmailConfig, Recipient};
 pub use smtp::{SmtpSecurity, SmtpUrl};
-pub use templates::{Content, EmailTemplate, NAMES as TEMPLATE_NAMES, TEMPLATES};
+pub use templates::{Content, EmailTemplate, NAMES as TEMPLATE_NAMES, TEMPLATES, compose};
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
@@ -128,7 +128,7 @@ impl Action for EmailAction {
             .as_ref()
             .ok_or_else(|| ActionError::permanent(NOT_CONFIGURED))?;
         let to = config.resolve_recipient(ctx)?;
-        let content = templates::compose(&config, ctx)?;
+        let content = templates::compose_blocking(config, ctx).await?;
         let message_id = self.message_id(ctx);
         let message = self
             .message(to.clone(), content, ctx)

@@ -87,7 +87,7 @@ pub struct Content {
 
 /// Composes the email from the step's template and overrides. The step's own strings were
 /// rendered by the engine already; only the built-in sources are rendered here.
-pub(super) fn compose(config: &EmailConfig, ctx: &StepContext) -> Result<Content, ActionError> {
+pub fn compose(config: &EmailConfig, ctx: &StepContext) -> Result<Content, ActionError> {
     let subject_override = EmailConfig::part(&config.subject);
     let body_override = EmailConfig::part(&config.body);
     let html_override = EmailConfig::part(&config.html);
@@ -142,6 +142,19 @@ pub(super) fn compose(config: &EmailConfig, ctx: &StepContext) -> Result<Content
         text: text.trim().to_owned() + "\n",
         html,
     })
+}
+
+/// [`compose`] on a blocking thread: rendering the built-in sources over a tenant's entity is CPU
+/// work (bounded by the template limits, like every render), kept off the async runtime's
+/// threads as the engine keeps the step's own parameters.
+pub(super) async fn compose_blocking(
+    config: EmailConfig,
+    ctx: &StepContext,
+) -> Result<Content, ActionError> {
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || compose(&config, &ctx))
+        .await
+        .map_err(|e| ActionError::permanent(format!("rendering the email stopped: {e}")))?
 }
 
 /// The engine's template scope, with `entity.id` filled in from the step when the stored data
