@@ -40,16 +40,20 @@ struct ScriptedQueue {
 impl ScriptedQueue {
     fn with_jobs(n: usize) -> Arc<Self> {
         let queue = Self::default();
-        queue.jobs.lock().unwrap().extend((0..n).map(|_| step()));
+        queue
+            .jobs
+            .lock()
+            .expect("lock")
+            .extend((0..n).map(|_| step()));
         Arc::new(queue)
     }
 
     fn left(&self) -> usize {
-        self.jobs.lock().unwrap().len()
+        self.jobs.lock().expect("lock").len()
     }
 
     fn acked(&self) -> Vec<Delivery> {
-        self.acked.lock().unwrap().clone()
+        self.acked.lock().expect("lock").clone()
     }
 }
 
@@ -58,7 +62,7 @@ impl Dispatch for ScriptedQueue {
     async fn dispatch(&self, jobs: &[(Job, i64)]) -> Result<(), QueueError> {
         self.jobs
             .lock()
-            .unwrap()
+            .expect("lock")
             .extend(jobs.iter().map(|(job, _)| *job));
         Ok(())
     }
@@ -79,12 +83,12 @@ impl Dispatch for ScriptedQueue {
         let deadline = Instant::now() + wait;
         loop {
             let taken: Vec<Job> = {
-                let mut jobs = self.jobs.lock().unwrap();
+                let mut jobs = self.jobs.lock().expect("lock");
                 let n = max.min(jobs.len());
                 jobs.drain(..n).collect()
             };
             if !taken.is_empty() || Instant::now() >= deadline {
-                self.fetch_sizes.lock().unwrap().push(max);
+                self.fetch_sizes.lock().expect("lock").push(max);
                 return Ok(taken
                     .into_iter()
                     .map(|job| Delivery {
@@ -98,7 +102,7 @@ impl Dispatch for ScriptedQueue {
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        self.acked.lock().unwrap().push(delivery.clone());
+        self.acked.lock().expect("lock").push(delivery.clone());
         Ok(())
     }
 
@@ -130,11 +134,11 @@ impl Seen {
             .cloned()
             .expect("the delivery travels with the task");
         assert_eq!(delivery.job, task.args);
-        self.0.lock().unwrap().push((task.args, delivery));
+        self.0.lock().expect("lock").push((task.args, delivery));
     }
 
     fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
+        self.0.lock().expect("lock").len()
     }
 
     async fn wait_for(&self, n: usize) {
@@ -215,7 +219,7 @@ async fn jobs_come_in_batches_sized_to_the_free_slots_and_each_is_acknowledged_o
         .expect("worker result");
 
     // Every job ran once, and its own delivery (receipt) was acknowledged once.
-    let ran = seen.0.lock().unwrap().clone();
+    let ran = seen.0.lock().expect("lock").clone();
     let mut receipts: HashMap<String, usize> = HashMap::new();
     for (_, delivery) in &ran {
         *receipts.entry(delivery.receipt.clone()).or_default() += 1;
@@ -227,7 +231,7 @@ async fn jobs_come_in_batches_sized_to_the_free_slots_and_each_is_acknowledged_o
         assert_eq!(receipts.get(&delivery.receipt), Some(&1), "{delivery:?}");
     }
     // Never more than the worker had room for; and in batches, not a queue call per job.
-    let sizes = queue.fetch_sizes.lock().unwrap().clone();
+    let sizes = queue.fetch_sizes.lock().expect("lock").clone();
     assert!(sizes.iter().all(|&n| n <= concurrency), "{sizes:?}");
     let fetches_with_work = sizes.len();
     assert!(
@@ -285,7 +289,7 @@ async fn a_stop_runs_what_was_fetched_and_fetches_nothing_more() {
                 let gate = gate.clone();
                 let finished = finished.clone();
                 async move {
-                    let _ = gate.acquire().await.expect("gate").forget();
+                    gate.acquire().await.expect("gate").forget();
                     finished.fetch_add(1, Ordering::SeqCst);
                     Ok::<(), Infallible>(())
                 }
@@ -359,7 +363,10 @@ async fn tasks_pushed_through_apalis_reach_redis_and_a_delayed_one_waits_for_its
             .build(move |job: Job| {
                 let arrived = arrived.clone();
                 async move {
-                    arrived.lock().unwrap().insert(job, pushed_at.elapsed());
+                    arrived
+                        .lock()
+                        .expect("lock")
+                        .insert(job, pushed_at.elapsed());
                     Ok::<(), Infallible>(())
                 }
             })
@@ -367,7 +374,7 @@ async fn tasks_pushed_through_apalis_reach_redis_and_a_delayed_one_waits_for_its
     let running = tokio::spawn(worker.run());
     seen.wait_for(4).await;
 
-    let arrived = arrived.lock().unwrap().clone();
+    let arrived = arrived.lock().expect("lock").clone();
     for job in &now_jobs {
         assert!(arrived[job] < Duration::from_secs(1), "{:?}", arrived[job]);
     }
@@ -378,7 +385,7 @@ async fn tasks_pushed_through_apalis_reach_redis_and_a_delayed_one_waits_for_its
         arrived[&later]
     );
     // Receipts are the stream entry ids, and every entry was acknowledged and deleted.
-    for (_, delivery) in seen.0.lock().unwrap().iter() {
+    for (_, delivery) in seen.0.lock().expect("lock").iter() {
         assert!(delivery.receipt.contains('-'), "{delivery:?}");
     }
     let deadline = Instant::now() + WAIT;
