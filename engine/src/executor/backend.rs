@@ -172,8 +172,8 @@ impl QueueBackend {
     }
 
     /// What one fetch may take: the backend holds at most `concurrency` fetched jobs beyond the
-    /// ones running (as the feeder's channel did), so a slot that frees starts its next job at
-    /// once, while jobs a worker cannot start soon stay in the queue for other workers.
+    /// ones running, so a slot that frees starts its next job at once (no queue round trip in
+    /// between), while jobs a worker cannot start soon stay in the queue for other workers.
     fn room(&self) -> usize {
         self.concurrency.saturating_sub(self.ready.len())
     }
