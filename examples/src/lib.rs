@@ -7,6 +7,11 @@
 //!  "webhookUrl": "https://hooks.slack.com/services/T000/B000/XXXX",
 //!  "text": "Order {{ entity.number }} paid: {{ entity.total }} {{ entity.currency }}"}
 //! ```
+//!
+//! [`metered`] is the other extension point: a worker wrapped in the integrator's own tower layer
+//! (`src/bin/metered_worker.rs` runs it).
+
+pub mod metered;
 
 use std::time::Duration;
 

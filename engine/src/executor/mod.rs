@@ -2,6 +2,7 @@
 //! the database before the job that carried it is acknowledged; the queue is only told what to do
 //! next after that commit.
 
+pub mod backend;
 pub mod batch;
 pub mod ingest;
 pub mod matching;
@@ -32,7 +33,7 @@ use retry::RetryDecision;
 pub const MAX_CHAIN_DEPTH: i64 = 8;
 
 /// Claim, outcome and ack batches a worker runs at once (each on its own connection).
-const BATCHES_IN_FLIGHT: usize = 2;
+pub(crate) const BATCHES_IN_FLIGHT: usize = 2;
 
 /// How long a worker keeps trying to record a step's outcome while the database is unavailable.
 const RECORD_OUTCOME_FOR: Duration = Duration::from_secs(30);
@@ -98,10 +99,6 @@ pub struct Executor {
     claims: Batcher<Uuid, StoreResult<Option<Claim>>>,
     /// Group commit of step outcomes (and the dispatch of what follows them).
     outcomes: Batcher<StepOutcome, StoreResult<()>>,
-    /// Acknowledgements to the queue, sent in batches.
-    pub(crate) acks: Batcher<crate::queue::Delivery, ()>,
-    /// Jobs handed to this process's worker and not finished: what a graceful stop waits for.
-    pub(crate) jobs_in_flight: std::sync::atomic::AtomicUsize,
     /// Steps this process is running now. The queue may hand the same step to this worker twice
     /// at once (a recovered delivery beside the sweeper's re-dispatch, found by the chaos run:
     /// docs/chaos.md), and `claim_step` lets a worker re-claim a step it holds; without this
@@ -155,25 +152,9 @@ impl Executor {
         let ingest = ingest::IngestBatcher::start(store.clone(), dispatch.clone(), matcher.clone());
         let claims = claim_batcher(store.clone(), worker_id.clone(), millis(settings.lease));
         let outcomes = outcome_batcher(store.clone(), worker_id.clone(), dispatch.clone());
-        let acks = {
-            let dispatch = dispatch.clone();
-            Batcher::start_parallel(
-                BATCHES_IN_FLIGHT,
-                move |deliveries: Vec<crate::queue::Delivery>| {
-                    let dispatch = dispatch.clone();
-                    async move {
-                        if let Err(e) = dispatch.ack_many(&deliveries).await {
-                            tracing::warn!(error = %e, count = deliveries.len(), "ack failed");
-                        }
-                        vec![(); deliveries.len()]
-                    }
-                },
-            )
-        };
         Self {
             claims,
             outcomes,
-            acks,
             matcher,
             ingest,
             store,
@@ -183,7 +164,6 @@ impl Executor {
             master_key,
             settings,
             worker_id,
-            jobs_in_flight: std::sync::atomic::AtomicUsize::new(0),
             running_steps: Mutex::new(std::collections::HashSet::new()),
         }
     }

@@ -1,158 +1,37 @@
-//! The worker pool: apalis's worker (concurrency limit, panic catching, graceful stop) fed by our
-//! dispatcher through [`DispatchBackend`], plus the sweeper that re-dispatches whatever the queue
-//! lost and hands back steps whose worker died.
+//! The worker pool: an apalis worker on [`QueueBackend`] (the queue itself is the apalis
+//! backend; see `backend.rs`), with apalis's concurrency limit and graceful stop, plus the sweeper
+//! that re-dispatches whatever the queue lost and hands back steps whose worker died.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::WorkerBuilderExt;
-use apalis_core::backend::finalize::Ephemeral;
-use apalis_core::backend::{Backend, BackendConfig};
-use apalis_core::task::Task;
+use apalis_core::error::WorkerError;
 use apalis_core::task::data::Data;
-use apalis_core::task::task_id::RandomId;
 use apalis_core::worker::builder::WorkerBuilder;
-use apalis_core::worker::context::WorkerContext;
 use futures::FutureExt;
-use tokio::sync::{mpsc, watch};
-use tower::layer::util::Identity;
+use tokio::sync::watch;
 
 use super::Executor;
-use crate::queue::{Delivery, Job};
+use super::backend::{QueueBackend, StopFetching};
+use crate::queue::Job;
 use crate::store::now_ms;
 
-/// An apalis backend whose tasks come from a channel that the feeder fills from the dispatcher.
-/// The channel is bounded by the worker's concurrency, so a worker never holds more jobs than it
-/// can start soon (others stay in the queue for other workers).
-pub struct DispatchBackend {
-    rx: mpsc::Receiver<Task<Delivery>>,
-}
-
-impl Backend for DispatchBackend {
-    type Task = Task<Delivery>;
-    type Error = Infallible;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut Context<'_>,
-        _: &WorkerContext,
-    ) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-        _: &WorkerContext,
-    ) -> Poll<Option<Result<Self::Task, Infallible>>> {
-        self.rx.poll_recv(cx).map(|task| task.map(Ok))
-    }
-
-    fn poll_close(
-        &mut self,
-        _: &mut Context<'_>,
-        _: &WorkerContext,
-    ) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl BackendConfig for DispatchBackend {
-    type Args = Delivery;
-    type Id = RandomId;
-    type Kind = Ephemeral;
-    type Config = ();
-    type Layer = Identity;
-
-    fn config(&self) -> &Self::Config {
-        &()
-    }
-
-    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
-        Identity::new()
-    }
-}
-
-/// Runs one delivered job, then acknowledges it. A job whose run failed (the database was down)
-/// is acknowledged too: its rows still say what is left to do, and the sweeper re-dispatches it.
-async fn handle(delivery: Delivery, executor: Data<Arc<Executor>>) -> Result<(), Infallible> {
+/// The worker's service: runs one job to completion (its outcome committed). Never fails: a job
+/// whose run failed (the database was down) or panicked is logged, its rows still say what is
+/// left to do, and the sweeper dispatches it again. The backend's middleware acknowledges it.
+pub async fn run_job(job: Job, executor: Data<Arc<Executor>>) -> Result<(), Infallible> {
     // A panic in an action must not take the worker down: it is caught here and the step's lease
     // runs out, so the sweeper hands it to a worker again.
-    let run = std::panic::AssertUnwindSafe(executor.run(delivery.job)).catch_unwind();
+    let run = std::panic::AssertUnwindSafe(executor.run(job)).catch_unwind();
     match run.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, job = ?delivery.job, "job failed; it will be re-dispatched")
-        }
-        Err(_) => tracing::error!(job = ?delivery.job, "job panicked; it will be re-dispatched"),
+        Ok(Err(e)) => tracing::warn!(error = %e, ?job, "job failed; it will be re-dispatched"),
+        Err(_) => tracing::error!(?job, "job panicked; it will be re-dispatched"),
     }
-    executor.acks.call(delivery).await;
-    executor.jobs_in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(())
-}
-
-/// Fetches jobs for this worker while there is room for them.
-async fn feed(
-    executor: Arc<Executor>,
-    tx: mpsc::Sender<Task<Delivery>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        // Wait for room before fetching, so jobs are not taken from other workers for nothing.
-        let permit = tokio::select! {
-            permit = tx.reserve() => match permit { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
-        // Under load, fetching for every single freed slot costs a queue round trip per job:
-        // give other slots a moment to free up so fetches come in batches. An idle worker has
-        // every slot free and fetches at once.
-        let batch = (tx.max_capacity() / 8).max(1);
-        if tx.capacity() + 1 < batch {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let room = tx.capacity() + 1;
-        let fetched = tokio::select! {
-            fetched = executor.dispatch.fetch(&executor.worker_id, room, Duration::from_secs(1)) => fetched,
-            _ = stop.changed() => return,
-        };
-        match fetched {
-            Ok(deliveries) => {
-                backoff = Duration::from_millis(100);
-                let mut deliveries = deliveries.into_iter();
-                executor
-                    .jobs_in_flight
-                    .fetch_add(deliveries.len(), Ordering::SeqCst);
-                if let Some(first) = deliveries.next() {
-                    permit.send(Task::new(first));
-                } else {
-                    drop(permit);
-                }
-                for delivery in deliveries {
-                    if tx.send(Task::new(delivery)).await.is_err() {
-                        executor.jobs_in_flight.fetch_sub(1, Ordering::SeqCst);
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                drop(permit);
-                tracing::warn!(error = %e, "fetching jobs failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {},
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 /// Every `sweep_interval`: steps whose lease ran out go back to the queue, and work the queue may
@@ -241,8 +120,8 @@ pub async fn sweep_once(executor: &Executor) -> Result<(), crate::store::StoreEr
     Ok(())
 }
 
-/// Runs the worker pool until `shutdown` resolves: then stops fetching, lets running jobs finish
-/// for up to `grace`, and hands back any step still held so another worker runs it at once.
+/// Runs the worker pool until `shutdown` resolves: an apalis worker on [`QueueBackend`] running
+/// up to `concurrency` jobs at once, under [`supervise`].
 pub async fn run(
     executor: Arc<Executor>,
     concurrency: usize,
@@ -250,20 +129,33 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let concurrency = concurrency.max(1);
-    let (tx, rx) = mpsc::channel(concurrency);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let feeder = tokio::spawn(feed(executor.clone(), tx, stop_rx.clone()));
-    let sweeper = tokio::spawn(sweep(executor.clone(), stop_rx));
-
+    let backend = QueueBackend::new(executor.dispatch.clone(), &executor.worker_id, concurrency);
+    let stop = backend.stop_handle();
     let worker = WorkerBuilder::new(executor.worker_id.clone())
-        .backend(DispatchBackend { rx })
-        .data(executor.clone())
+        .backend(backend)
         .concurrency(concurrency)
-        .build(handle);
-    let worker_run = worker.run();
-    tokio::pin!(worker_run);
+        .data(executor.clone())
+        .build(run_job);
+    supervise(executor, stop, worker.run(), grace, shutdown).await
+}
+
+/// Runs a worker built on a [`QueueBackend`] (`worker` is its `Worker::run()`, `stop` the
+/// backend's [`QueueBackend::stop_handle`]) beside the sweeper until `shutdown` resolves. Then it
+/// stops fetching, lets the jobs already fetched start and the running ones finish for up to
+/// `grace`, and hands back any step still held so another worker runs it at once. An integrator
+/// who wraps the worker in layers of their own runs it through this function.
+pub async fn supervise(
+    executor: Arc<Executor>,
+    stop: StopFetching,
+    worker: impl Future<Output = Result<(), WorkerError>> + Send,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (stop_sweeper, sweeper_stopped) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep(executor.clone(), sweeper_stopped));
+    let mut worker = Box::pin(worker);
     let ended_early = tokio::select! {
-        result = &mut worker_run => {
+        result = &mut worker => {
             if let Err(e) = result {
                 tracing::error!(error = %e, "worker ended early");
             }
@@ -271,30 +163,24 @@ pub async fn run(
         }
         () = shutdown => false,
     };
-    let _ = stop_tx.send(true);
-    let _ = feeder.await;
+    stop.stop();
+    let _ = stop_sweeper.send(true);
     let _ = sweeper.await;
-    // The feeder dropped its sender: the worker drains what it holds and ends.
     if !ended_early {
-        // The feeder has stopped: let the jobs already handed to the worker finish, for up to
-        // `grace`, while the worker keeps running them.
-        let drained = async {
-            while executor.jobs_in_flight.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
+        // The backend no longer fetches; the worker ends once its jobs are done.
         tokio::select! {
-            () = drained => {}
-            () = tokio::time::sleep(grace) => {
-                tracing::warn!("jobs still running after the grace period; handing them back");
-            }
-            result = &mut worker_run => {
+            result = &mut worker => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "worker ended with an error");
                 }
             }
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!("jobs still running after the grace period; handing them back");
+            }
         }
     }
+    // Dropped before the leases are released: a job cut short must not hold a transaction open.
+    drop(worker);
     match executor.store.release_leases(&executor.worker_id).await {
         Ok(released) if !released.is_empty() => {
             tracing::info!(count = released.len(), "handed back running steps");

@@ -1,7 +1,7 @@
 //! Dispatching work to workers. The database is the source of truth for events, executions and
 //! steps; a queue only carries ids, at least once. Two dispatchers sit behind one trait: Redis
-//! Streams (scale-out) and the SQLite file itself (the embedded default). Workers run jobs through
-//! apalis's worker machinery fed by `executor::worker::DispatchBackend`.
+//! Streams (scale-out) and the SQLite file itself (the embedded default). Workers read either one
+//! as an apalis backend, `executor::backend::QueueBackend`.
 
 pub mod redis;
 pub mod sqlite;
@@ -10,7 +10,8 @@ use std::time::Duration;
 
 pub use crate::domain::job::{Job, JobEnvelope};
 
-/// A job handed to a worker, with what the dispatcher needs to acknowledge it.
+/// A job handed to a worker, with what the dispatcher needs to acknowledge it. In the apalis
+/// worker it travels in the task's extensions (`task.data().get::<Delivery>()`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub job: Job,
