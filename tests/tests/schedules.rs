@@ -310,7 +310,8 @@ async fn toggle_update_and_delete_apply_from_the_next_tick(db: Db) {
     let before = receiver.count();
     receiver.wait_for(before + 2, Duration::from_secs(6)).await;
     let listed = ticks(&server, &key, &workflow).await;
-    assert_eq!(listed[0]["workflowVersion"], 3, "{listed:?}");
+    // Versions: 1 created, 2 and 3 the toggles, 4 and 5 the two updates.
+    assert_eq!(listed[0]["workflowVersion"], 5, "{listed:?}");
 
     let deleted = send(
         server
