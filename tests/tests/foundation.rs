@@ -10,6 +10,7 @@ on_both_databases! {
     trigger_catalog_is_stable => trigger_catalog_is_stable;
     workflow_lifecycle_with_versions_and_etags => workflow_lifecycle_with_versions_and_etags;
     a_toggle_moves_the_version_and_the_etag => a_toggle_moves_the_version_and_the_etag;
+    an_update_without_is_active_keeps_the_state => an_update_without_is_active_keeps_the_state;
     bad_input_is_refused_and_changes_nothing => bad_input_is_refused_and_changes_nothing;
     pagination_reaches_the_end => pagination_reaches_the_end;
     tenants_are_isolated => tenants_are_isolated;
@@ -461,6 +462,75 @@ async fn a_toggle_moves_the_version_and_the_etag(db: Db) {
     assert_eq!(updated.assert_ok(200)["version"], 4);
     assert_eq!(updated.header("etag"), Some("\"4\""));
     assert_eq!(updated.body["data"]["isActive"], true);
+    server.stop().await;
+}
+
+async fn an_update_without_is_active_keeps_the_state(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let created = server
+        .post(&key, "/api/workflows/configure", &delivery_workflow())
+        .await;
+    let guid = created.assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned();
+    assert_eq!(created.body["data"]["isActive"], true);
+    let one = format!("/api/workflows/configured/{guid}");
+    let mut update = delivery_workflow();
+    update["guid"] = json!(guid);
+
+    // Disabled, then updated without `isActive` (seed 001's body has none): it stays disabled.
+    assert_eq!(
+        toggle(&server, &key, &guid, false, None)
+            .await
+            .assert_ok(200)["isActive"],
+        false
+    );
+    update["name"] = json!("Renamed while off");
+    let updated = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(updated.assert_ok(200)["isActive"], false);
+    let read = server.get(&key, &one).await;
+    assert_eq!(read.assert_ok(200)["isActive"], false);
+    assert_eq!(read.body["data"]["name"], "Renamed while off");
+    // …and so it matches nothing: an event for it starts no execution.
+    let event = json!({"entityType": "Shipment", "trigger": "shipment_delivered",
+        "entityId": "shp_1", "eventId": "while-off", "data": {"status": "delivered"}});
+    server
+        .post(&key, "/api/events", &event)
+        .await
+        .assert_ok(202);
+    let processed = switchyard_tests::eventually(
+        &server,
+        &key,
+        "/api/events/while-off",
+        switchyard_tests::WAIT,
+        |e| e["state"] == "processed",
+    )
+    .await;
+    assert_eq!(processed["executions"], json!([]), "{processed}");
+
+    // Given explicitly, `isActive` applies; left out again, the enabled state is kept too.
+    update["isActive"] = json!(true);
+    let on = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(on.assert_ok(200)["isActive"], true);
+    update.as_object_mut().expect("object").remove("isActive");
+    update["name"] = json!("Renamed while on");
+    let kept = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(kept.assert_ok(200)["isActive"], true);
+    update["isActive"] = json!(false);
+    let off = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(off.assert_ok(200)["isActive"], false);
+    assert_eq!(
+        server.get(&key, &one).await.assert_ok(200)["isActive"],
+        false
+    );
+
+    // A new workflow without `isActive` is active.
+    let fresh = server
+        .post(&key, "/api/workflows/configure", &delivery_workflow())
+        .await;
+    assert_eq!(fresh.assert_ok(201)["isActive"], true);
     server.stop().await;
 }
 

@@ -259,7 +259,7 @@ mod tests {
                 tenant,
                 &WorkflowWrite {
                     spec,
-                    is_active: true,
+                    is_active: Some(true),
                     is_managed: false,
                 },
             )

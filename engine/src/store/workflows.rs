@@ -45,7 +45,9 @@ pub struct StoredWorkflow {
 #[derive(Debug, Clone)]
 pub struct WorkflowWrite {
     pub spec: WorkflowSpec,
-    pub is_active: bool,
+    /// `None` (the body had no `isActive`): a new workflow is active, an updated one keeps the
+    /// state it has when the update commits.
+    pub is_active: Option<bool>,
     pub is_managed: bool,
 }
 
@@ -105,7 +107,7 @@ impl Store {
         write: &WorkflowWrite,
     ) -> StoreResult<StoredWorkflow> {
         let now = now_ms();
-        let is_active = write.is_active;
+        let is_active = write.is_active.unwrap_or(true);
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO workflows (id, tenant_id, entity_type, trigger_code, name, is_active, \
@@ -154,7 +156,8 @@ impl Store {
             .ok_or(WorkflowChangeError::NotFound)?;
         let (version, managed, created_at) =
             (current.version, current.is_managed, current.created_at);
-        let is_active = write.is_active;
+        // Read in this transaction, so a toggle committed before this update is kept.
+        let is_active = write.is_active.unwrap_or(current.is_active);
         if managed && !write.is_managed {
             return Err(WorkflowChangeError::Managed);
         }
