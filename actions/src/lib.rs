@@ -150,6 +150,7 @@ pub struct StepContext {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub entity_type: String,
+    /// Empty when the execution has no entity (a schedule tick started it); real ids never are.
     pub entity_id: String,
     /// The entity's data as stored when the step runs.
     pub entity: Value,

@@ -214,7 +214,11 @@ async fn delivery_is_signed_and_verifies_independently() {
     assert_eq!(header(got, "content-type"), "application/json");
     assert!(header(got, "user-agent").starts_with("Switchyard-Webhooks/"));
     assert_eq!(header(got, "x-switchyard-event-type"), "order_paid");
-    assert_eq!(header(got, "x-switchyard-event-id"), "evt_42");
+    // One per delivered step, like `webhook-id`; the event's own key is in the body.
+    assert_eq!(
+        header(got, "x-switchyard-event-id"),
+        format!("msg_{}", step.simple())
+    );
     assert_eq!(header(got, "x-shop"), "demo");
 
     let body: Value = serde_json::from_slice(&got.body).expect("json body");
@@ -253,6 +257,10 @@ async fn every_attempt_of_a_step_keeps_its_id_and_is_signed_afresh() {
     assert_eq!(seen.len(), 2);
     let (a, b) = (&seen[0], &seen[1]);
     assert_eq!(header(a, "webhook-id"), header(b, "webhook-id"));
+    assert_eq!(
+        header(a, "x-switchyard-event-id"),
+        header(b, "x-switchyard-event-id")
+    );
     assert_ne!(
         header(a, "webhook-timestamp"),
         header(b, "webhook-timestamp")

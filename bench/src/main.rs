@@ -61,10 +61,7 @@ async fn ceiling(
     let started = Instant::now();
     let done = futures::stream::iter(0..n)
         .map(|_| {
-            let request = http
-                .post(url)
-                .header("x-switchyard-event-id", "ceiling")
-                .json(&body);
+            let request = http.post(url).json(&body);
             async move { request.send().await.map(|r| r.status().is_success()) }
         })
         .buffer_unordered(concurrency)

@@ -5,14 +5,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use serde_json::Value;
 
 /// Deliveries seen by the receiver.
 #[derive(Default)]
 pub struct Seen {
-    /// Event id (`x-switchyard-event-id`) → first arrival.
+    /// Event id (the body's `data.event.id`: the key of the event that started the delivery)
+    /// → first arrival.
     pub arrivals: HashMap<String, Instant>,
     /// Every delivery, duplicates included.
     pub total: usize,
@@ -24,16 +27,17 @@ pub struct Seen {
 
 pub type SharedSeen = Arc<Mutex<Seen>>;
 
-async fn receive(State(seen): State<SharedSeen>, headers: HeaderMap) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let id = header("x-switchyard-event-id");
-    let webhook_id = header("webhook-id");
+async fn receive(State(seen): State<SharedSeen>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    // `X-Switchyard-Event-Id` is per delivered step; the event's own key is in the body.
+    let id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|delivery| delivery["data"]["event"]["id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let webhook_id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     if let Ok(mut seen) = seen.lock() {
         let now = Instant::now();
         seen.total += 1;

@@ -66,7 +66,8 @@ pub struct ValidatedWorkflow {
     /// sealed for it).
     pub id: Uuid,
     pub spec: WorkflowSpec,
-    pub is_active: bool,
+    /// As the body said; `None` when it left `isActive` out (an update then keeps the state).
+    pub is_active: Option<bool>,
     pub revealed: Vec<Revealed>,
 }
 
@@ -269,7 +270,7 @@ impl Validator<'_> {
                 condition,
                 schedule: config.schedule,
             },
-            is_active: config.is_active.unwrap_or(true),
+            is_active: config.is_active,
             revealed,
         })
     }

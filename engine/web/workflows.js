@@ -47,6 +47,9 @@ export function activeSwitch(workflow, onChange) {
     try {
       const answer = await post(`/api/workflows/configured/${workflow.guid}/toggle`);
       workflow.isActive = answer.data.isActive;
+      // A toggle is a new version; its ETag ("<version>") says which.
+      const version = Number(String(answer.etag ?? '').replace(/[^0-9]/g, ''));
+      if (version) workflow.version = version;
       button.setAttribute('aria-checked', String(workflow.isActive));
       button.querySelector('.switch-text').textContent = workflow.isActive ? 'On' : 'Off';
       toast(`“${workflow.name}” is ${workflow.isActive ? 'on' : 'off'}.`);
@@ -103,22 +106,25 @@ export async function renderWorkflows(main, route) {
         h('a', { class: 'button', href: `#/workflows/${entity}/new` }, `Create a ${entity.toLowerCase()} workflow`)));
       return;
     }
-    const rows = items.map((w) => h('tr', { dataset: { guid: w.guid } },
-      h('td', { 'data-label': 'Name' }, h('span', { class: 'name' }, w.name),
-        w.isManaged ? h('span', { class: 'tag' }, 'managed') : null),
-      h('td', { 'data-label': 'Trigger' }, h('code', {}, w.trigger)),
-      h('td', { 'data-label': 'Conditions' }, conditionSummary(w)),
-      h('td', { 'data-label': 'Actions' }, h('ol', { class: 'plain steps' }, w.actions.map((a) => h('li', {}, actionSummary(a))))),
-      h('td', { 'data-label': 'Version' }, `v${w.version}`),
-      h('td', { 'data-label': 'Active' }, activeSwitch(w)),
-      h('td', { class: 'ops' }, h('div', { class: 'row-actions' },
-        h('a', { class: 'button small', href: `#/workflow/${w.guid}/test`, 'aria-label': `Test ${w.name}` }, 'Test'),
-        h('a', { class: 'button small', href: `#/executions?workflowId=${w.guid}`, 'aria-label': `Executions of ${w.name}` }, 'Runs'),
-        w.isManaged ? null : h('a', { class: 'button small', href: `#/workflow/${w.guid}/edit`, 'aria-label': `Edit ${w.name}` }, 'Edit'),
-        w.isManaged ? null : h('button', {
-          type: 'button', class: 'small danger', 'aria-label': `Delete ${w.name}`,
-          onclick: () => remove(w),
-        }, 'Delete')))));
+    const rows = items.map((w) => {
+      const versionCell = h('td', { 'data-label': 'Version' }, `v${w.version}`);
+      return h('tr', { dataset: { guid: w.guid } },
+        h('td', { 'data-label': 'Name' }, h('span', { class: 'name' }, w.name),
+          w.isManaged ? h('span', { class: 'tag' }, 'managed') : null),
+        h('td', { 'data-label': 'Trigger' }, h('code', {}, w.trigger)),
+        h('td', { 'data-label': 'Conditions' }, conditionSummary(w)),
+        h('td', { 'data-label': 'Actions' }, h('ol', { class: 'plain steps' }, w.actions.map((a) => h('li', {}, actionSummary(a))))),
+        versionCell,
+        h('td', { 'data-label': 'Active' }, activeSwitch(w, () => { versionCell.textContent = `v${w.version}`; })),
+        h('td', { class: 'ops' }, h('div', { class: 'row-actions' },
+          h('a', { class: 'button small', href: `#/workflow/${w.guid}/test`, 'aria-label': `Test ${w.name}` }, 'Test'),
+          h('a', { class: 'button small', href: `#/executions?workflowId=${w.guid}`, 'aria-label': `Executions of ${w.name}` }, 'Runs'),
+          w.isManaged ? null : h('a', { class: 'button small', href: `#/workflow/${w.guid}/edit`, 'aria-label': `Edit ${w.name}` }, 'Edit'),
+          w.isManaged ? null : h('button', {
+            type: 'button', class: 'small danger', 'aria-label': `Delete ${w.name}`,
+            onclick: () => remove(w),
+          }, 'Delete'))));
+    });
     replace(body,
       h('table', { class: 'data responsive' },
         h('caption', { class: 'visually-hidden' }, `${entity} workflows`),

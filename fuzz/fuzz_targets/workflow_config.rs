@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     let stored = StoredWorkflow {
         id: Uuid::from_u128(1),
         tenant_id: TENANT,
-        is_active: validated.is_active,
+        is_active: validated.is_active.unwrap_or(true),
         is_managed: false,
         version: 1,
         spec: validated.spec,

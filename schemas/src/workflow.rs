@@ -64,6 +64,7 @@ pub struct WorkflowConfig {
     pub condition: Option<String>,
     #[serde(default)]
     pub schedule: Option<Schedule>,
+    /// Left out: a new workflow is active, an update keeps the workflow's current state.
     #[serde(default)]
     pub is_active: Option<bool>,
 }

@@ -25,6 +25,7 @@ use switchyard_tests::{Db, TestServer, WAIT, eventually, on_both_databases};
 
 on_both_databases! {
     webhook_secret_signs_deliveries_and_survives_updates => webhook_secret_signs_deliveries_and_survives_updates;
+    event_id_header_is_per_delivered_step => event_id_header_is_per_delivered_step;
     a_gone_endpoint_is_disabled_until_its_workflow_is_saved => a_gone_endpoint_is_disabled_until_its_workflow_is_saved;
     a_hundred_failed_attempts_disable_an_endpoint => a_hundred_failed_attempts_disable_an_endpoint;
     email_reaches_the_customer_and_the_merchant => email_reaches_the_customer_and_the_merchant;
@@ -222,6 +223,63 @@ async fn webhook_secret_signs_deliveries_and_survives_updates(db: Db) {
     verify_standard(other, &delivery, &delivery.raw).expect("the new secret signs");
     check_switchyard_signature(other, &delivery);
     assert!(verify_standard(&secret, &delivery, &delivery.raw).is_err());
+    server.stop().await;
+}
+
+/// `X-Switchyard-Event-Id` is the receiver's idempotency key (seed 002): two workflows started by
+/// one event make two deliveries with two keys, and a retried delivery keeps its key.
+async fn event_id_header_is_per_delivered_step(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let (erp, crm) = (Receiver::start().await, Receiver::start().await);
+    erp.script(&[Answer::Status(500)]);
+    for (name, receiver) in [("to the ERP", &erp), ("to the CRM", &crm)] {
+        let body = workflow(
+            name,
+            "order_paid",
+            json!([{"type": "webhook", "url": receiver.url}]),
+        );
+        create(&server, &key, &body).await;
+    }
+    ingest(
+        &server,
+        &key,
+        &order_event("order_paid", "paid-7", "ord_7", json!({"status": "paid"})),
+    )
+    .await;
+
+    // The ERP answered 500 once: its step's second attempt carries the same key.
+    let to_erp = erp.wait_for(2, WAIT).await;
+    let to_crm = crm.wait_for(1, WAIT).await;
+    let id = |d: &Received| d.header("x-switchyard-event-id").to_owned();
+    assert!(!id(&to_erp[0]).is_empty(), "no X-Switchyard-Event-Id");
+    assert_eq!(id(&to_erp[0]), id(&to_erp[1]), "a retry changed the key");
+    assert_eq!(to_erp[0].body["data"]["execution"]["attempt"], 1);
+    assert_eq!(to_erp[1].body["data"]["execution"]["attempt"], 2);
+    // Two workflows, two steps, two keys: a receiver deduplicating on it keeps both.
+    assert_ne!(id(&to_erp[0]), id(&to_crm[0]));
+    for delivery in [&to_erp[0], &to_erp[1], &to_crm[0]] {
+        // The step's key, the same as `webhook-id`…
+        assert_eq!(id(delivery), delivery.header("webhook-id"));
+        let step = delivery.body["data"]["execution"]["stepId"]
+            .as_str()
+            .expect("stepId")
+            .replace('-', "");
+        assert_eq!(id(delivery), format!("msg_{step}"));
+        // …and the event's own key stays in the body for correlation.
+        assert_eq!(delivery.body["data"]["event"]["id"], "paid-7");
+        assert_eq!(delivery.header("x-switchyard-event-type"), "order_paid");
+    }
+    let event = eventually(&server, &key, "/api/events/paid-7", WAIT, |e| {
+        e["executions"].as_array().is_some_and(|x| x.len() == 2)
+    })
+    .await;
+    for execution in event["executions"].as_array().expect("executions") {
+        let id = execution["id"].as_str().expect("execution id");
+        server.execution_in(&key, id, "succeeded").await;
+    }
+    assert_eq!(erp.count(), 2);
+    assert_eq!(crm.count(), 1);
     server.stop().await;
 }
 

@@ -77,7 +77,12 @@ async fn event_runs_a_webhook_once(db: Db) {
     assert_eq!(body["data"]["workflow"]["guid"], workflow);
     assert!(delivered[0].header("webhook-id").starts_with("msg_"));
     assert_eq!(delivered[0].header("x-switchyard-event-type"), "order_paid");
-    assert_eq!(delivered[0].header("x-switchyard-event-id"), "evt-1");
+    // The delivery's idempotency key is the step's, like `webhook-id`; the event's is in the body.
+    assert_eq!(
+        delivered[0].header("x-switchyard-event-id"),
+        delivered[0].header("webhook-id")
+    );
+    assert_eq!(body["data"]["event"]["id"], "evt-1");
 
     let execution_id = server.execution_of(&key, "evt-1").await;
     let execution = server.execution_in(&key, &execution_id, "succeeded").await;

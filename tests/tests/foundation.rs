@@ -2,13 +2,15 @@
 //! trigger catalog, workflow CRUD with versions and ETags, validation, pagination, isolation.
 
 use serde_json::{Value, json};
-use switchyard_tests::{Db, TestServer, on_both_databases, send};
+use switchyard_tests::{Db, Reply, TestServer, on_both_databases, send};
 
 on_both_databases! {
     operational_endpoints_answer => operational_endpoints_answer;
     auth_is_required_and_checked => auth_is_required_and_checked;
     trigger_catalog_is_stable => trigger_catalog_is_stable;
     workflow_lifecycle_with_versions_and_etags => workflow_lifecycle_with_versions_and_etags;
+    a_toggle_moves_the_version_and_the_etag => a_toggle_moves_the_version_and_the_etag;
+    an_update_without_is_active_keeps_the_state => an_update_without_is_active_keeps_the_state;
     bad_input_is_refused_and_changes_nothing => bad_input_is_refused_and_changes_nothing;
     pagination_reaches_the_end => pagination_reaches_the_end;
     tenants_are_isolated => tenants_are_isolated;
@@ -365,6 +367,170 @@ async fn workflow_lifecycle_with_versions_and_etags(db: Db) {
     .await
     .assert_error(404, "NOT_FOUND");
     assert_eq!(configured_count(&server, &key, "Shipment").await, 0);
+    server.stop().await;
+}
+
+/// `POST /api/workflows/configure` with an `If-Match` header.
+async fn configure_if_match(server: &TestServer, key: &str, body: &Value, etag: &str) -> Reply {
+    send(
+        server
+            .http
+            .post(server.url("/api/workflows/configure"))
+            .bearer_auth(key)
+            .header("if-match", etag)
+            .json(body),
+    )
+    .await
+}
+
+/// Toggles a workflow by GET (as in seed 001) or POST, with an optional `If-Match`.
+async fn toggle(
+    server: &TestServer,
+    key: &str,
+    guid: &str,
+    post: bool,
+    etag: Option<&str>,
+) -> Reply {
+    let url = server.url(&format!("/api/workflows/configured/{guid}/toggle"));
+    let mut request = if post {
+        server.http.post(url)
+    } else {
+        server.http.get(url)
+    };
+    request = request.bearer_auth(key);
+    if let Some(etag) = etag {
+        request = request.header("if-match", etag);
+    }
+    send(request).await
+}
+
+async fn a_toggle_moves_the_version_and_the_etag(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let created = server
+        .post(&key, "/api/workflows/configure", &delivery_workflow())
+        .await;
+    let guid = created.assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned();
+    assert_eq!(created.header("etag"), Some("\"1\""));
+    let one = format!("/api/workflows/configured/{guid}");
+
+    // Off: a new version, and the ETag of the answer says so; a read agrees.
+    let off = toggle(&server, &key, &guid, false, None).await;
+    assert_eq!(
+        off.assert_ok(200),
+        &json!({"guid": guid, "isActive": false})
+    );
+    assert_eq!(off.header("etag"), Some("\"2\""));
+    let read = server.get(&key, &one).await;
+    assert_eq!(read.assert_ok(200)["version"], 2);
+    assert_eq!(read.body["data"]["isActive"], false);
+    assert_eq!(read.header("etag"), Some("\"2\""));
+    // The spec is unchanged by the toggle.
+    assert_eq!(read.body["data"]["name"], created.body["data"]["name"]);
+    assert_eq!(
+        read.body["data"]["actions"],
+        created.body["data"]["actions"]
+    );
+
+    // A client that read version 1 before the toggle gets the conflict, and changes nothing.
+    let mut update = delivery_workflow();
+    update["guid"] = json!(guid);
+    update["name"] = json!("Written over a toggle");
+    let stale = configure_if_match(&server, &key, &update, "\"1\"").await;
+    stale.assert_error(409, "CONFLICT");
+    assert_eq!(stale.body["error"]["details"]["currentVersion"], 2);
+    let read = server.get(&key, &one).await;
+    assert_eq!(read.assert_ok(200)["version"], 2);
+    assert_eq!(read.body["data"]["name"], "Customer Delivery Notification");
+
+    // Toggle honours If-Match too: a stale one is a conflict and leaves the workflow off.
+    toggle(&server, &key, &guid, true, Some("\"1\""))
+        .await
+        .assert_error(409, "CONFLICT");
+    let read = server.get(&key, &one).await;
+    assert_eq!(read.assert_ok(200)["isActive"], false);
+    assert_eq!(read.body["data"]["version"], 2);
+
+    // The current one applies: on again, version 3, and an update based on it goes through.
+    let on = toggle(&server, &key, &guid, true, Some("\"2\"")).await;
+    assert_eq!(on.assert_ok(200)["isActive"], true);
+    assert_eq!(on.header("etag"), Some("\"3\""));
+    let updated = configure_if_match(&server, &key, &update, "\"3\"").await;
+    assert_eq!(updated.assert_ok(200)["version"], 4);
+    assert_eq!(updated.header("etag"), Some("\"4\""));
+    assert_eq!(updated.body["data"]["isActive"], true);
+    server.stop().await;
+}
+
+async fn an_update_without_is_active_keeps_the_state(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let created = server
+        .post(&key, "/api/workflows/configure", &delivery_workflow())
+        .await;
+    let guid = created.assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned();
+    assert_eq!(created.body["data"]["isActive"], true);
+    let one = format!("/api/workflows/configured/{guid}");
+    let mut update = delivery_workflow();
+    update["guid"] = json!(guid);
+
+    // Disabled, then updated without `isActive` (seed 001's body has none): it stays disabled.
+    assert_eq!(
+        toggle(&server, &key, &guid, false, None)
+            .await
+            .assert_ok(200)["isActive"],
+        false
+    );
+    update["name"] = json!("Renamed while off");
+    let updated = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(updated.assert_ok(200)["isActive"], false);
+    let read = server.get(&key, &one).await;
+    assert_eq!(read.assert_ok(200)["isActive"], false);
+    assert_eq!(read.body["data"]["name"], "Renamed while off");
+    // …and so it matches nothing: an event for it starts no execution.
+    let event = json!({"entityType": "Shipment", "trigger": "shipment_delivered",
+        "entityId": "shp_1", "eventId": "while-off", "data": {"status": "delivered"}});
+    server
+        .post(&key, "/api/events", &event)
+        .await
+        .assert_ok(202);
+    let processed = switchyard_tests::eventually(
+        &server,
+        &key,
+        "/api/events/while-off",
+        switchyard_tests::WAIT,
+        |e| e["state"] == "processed",
+    )
+    .await;
+    assert_eq!(processed["executions"], json!([]), "{processed}");
+
+    // Given explicitly, `isActive` applies; left out again, the enabled state is kept too.
+    update["isActive"] = json!(true);
+    let on = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(on.assert_ok(200)["isActive"], true);
+    update.as_object_mut().expect("object").remove("isActive");
+    update["name"] = json!("Renamed while on");
+    let kept = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(kept.assert_ok(200)["isActive"], true);
+    update["isActive"] = json!(false);
+    let off = server.post(&key, "/api/workflows/configure", &update).await;
+    assert_eq!(off.assert_ok(200)["isActive"], false);
+    assert_eq!(
+        server.get(&key, &one).await.assert_ok(200)["isActive"],
+        false
+    );
+
+    // A new workflow without `isActive` is active.
+    let fresh = server
+        .post(&key, "/api/workflows/configure", &delivery_workflow())
+        .await;
+    assert_eq!(fresh.assert_ok(201)["isActive"], true);
     server.stop().await;
 }
 

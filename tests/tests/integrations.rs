@@ -24,6 +24,7 @@ on_both_databases! {
     rotate_master_key_reencrypts_every_secret => rotate_master_key_reencrypts_every_secret;
     replayed_bodies_with_fresh_delivery_ids_start_nothing => replayed_bodies_with_fresh_delivery_ids_start_nothing;
     store_urls_must_be_https => store_urls_must_be_https;
+    configuring_a_disabled_store_again_enables_it => configuring_a_disabled_store_again_enables_it;
 }
 
 /// Test credentials. The two secrets are the fixtures' (tests/fixtures/*/HEADERS.md), so their
@@ -473,7 +474,7 @@ async fn configure_verifies_and_hides_credentials(db: Db) {
     )
     .await;
 
-    // A disabled integration does not block configuring the store again.
+    // Configuring a disabled integration's store again enables that integration again.
     let disabled = server
         .get(
             &key,
@@ -481,9 +482,8 @@ async fn configure_verifies_and_hides_credentials(db: Db) {
         )
         .await;
     assert_eq!(disabled.assert_ok(200)["status"], "disabled");
-    configure(&server, &key, shopify_body(&store))
-        .await
-        .assert_ok(201);
+    let again = configure(&server, &key, shopify_body(&store)).await;
+    assert_eq!(again.assert_ok(200)["guid"], shopify_guid.as_str());
 
     server.stop().await;
 }
@@ -1397,5 +1397,85 @@ async fn store_urls_must_be_https(db: Db) {
     );
     let list = server.get(&key, "/api/integrations").await;
     assert_eq!(list.assert_ok(200).as_array().map(Vec::len), Some(0));
+    server.stop().await;
+}
+
+/// A disabled integration's store configured again: the same integration (guid, inbound URL) is
+/// enabled again, once the credentials are verified again; a second store row never appears.
+async fn configuring_a_disabled_store_again_enables_it(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let store = fake_store().await;
+    let receiver = Receiver::start().await;
+    let first = configure(&server, &key, shopify_body(&store)).await;
+    let first = first.assert_ok(201).clone();
+    let guid = first["guid"].as_str().expect("guid").to_owned();
+    webhook_workflow(&server, &key, "Order", "order_created", &receiver.url).await;
+    let create_sig = "32wsQXpa2Tnu+AdWZakEDEVYn14a79UDzLXtYnMvh1I=";
+
+    server
+        .get(&key, &format!("/api/integrations/provider/disable/{guid}"))
+        .await
+        .assert_ok(200);
+    let refused = shopify_delivery(
+        &server,
+        &guid,
+        "shopify/orders-create.json",
+        "orders/create",
+        create_sig,
+        "wh-while-disabled",
+    )
+    .await;
+    refused.assert_error(409, "CONFLICT");
+
+    // Credentials are verified again: rejected ones leave it disabled.
+    let mut wrong = shopify_body(&store);
+    wrong["credentials"]["apiKey"] = json!("shpat_revoked_token_0000");
+    configure(&server, &key, wrong)
+        .await
+        .assert_error(400, "CONFIGURATION_ERROR");
+    let listed = server.get(&key, "/api/integrations").await;
+    assert_eq!(listed.assert_ok(200)[0]["status"], "disabled");
+
+    // Good ones: the same integration, active, with the new settings.
+    let mut body = shopify_body(&store);
+    body["settings"]["syncProducts"] = json!(false);
+    let again = configure(&server, &key, body).await;
+    let again = again.assert_ok(200);
+    assert_eq!(again["guid"], guid.as_str());
+    assert_eq!(again["inboundUrl"], first["inboundUrl"]);
+    assert_eq!(again["status"], "active");
+    let listed = server.get(&key, "/api/integrations").await;
+    let listed = listed.assert_ok(200).as_array().expect("list").clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["guid"], guid.as_str());
+    assert_eq!(listed[0]["status"], "active");
+    assert_eq!(listed[0]["disabledAt"], Value::Null);
+    assert_eq!(listed[0]["settings"]["syncProducts"], false);
+    assert_eq!(listed[0]["apiKeyLast4"], "0001");
+
+    // The store's webhooks, still pointing at the old URL, are taken again and start workflows.
+    let reply = shopify_delivery(
+        &server,
+        &guid,
+        "shopify/orders-create.json",
+        "orders/create",
+        create_sig,
+        "wh-after-enable",
+    )
+    .await;
+    assert_eq!(
+        ingested(&reply),
+        [("shopify:wh-after-enable".to_owned(), false)]
+    );
+    processed_event(&server, &key, "shopify:wh-after-enable").await;
+    let delivered = receiver.wait_for(1, WAIT).await;
+    assert_eq!(delivered[0].body["type"], "order_created");
+
+    // It is active now: configuring it once more is the usual conflict.
+    configure(&server, &key, shopify_body(&store))
+        .await
+        .assert_error(409, "CONFLICT");
+    assert_not_at_rest(&server.db, &[SHOPIFY_TOKEN, SHOPIFY_SECRET]).await;
     server.stop().await;
 }

@@ -15,6 +15,7 @@ on_both_databases! {
     a_tick_missed_while_down_is_skipped_and_recorded => a_tick_missed_while_down_is_skipped_and_recorded;
     toggle_update_and_delete_apply_from_the_next_tick => toggle_update_and_delete_apply_from_the_next_tick;
     bad_schedules_are_refused_and_ticks_are_tenant_scoped => bad_schedules_are_refused_and_ticks_are_tenant_scoped;
+    a_tick_shares_nothing_with_an_entity_called_schedule => a_tick_shares_nothing_with_an_entity_called_schedule;
 }
 
 fn schedule_body(cron: &str, url: &str) -> Value {
@@ -92,7 +93,8 @@ async fn every_two_seconds_fires_for_its_own_workflow(db: Db) {
         let event = &body["data"]["event"];
         assert_eq!(event["trigger"], "order_schedule", "{event}");
         assert_eq!(event["entityType"], "Order", "{event}");
-        assert_eq!(event["entityId"], "schedule", "{event}");
+        // A tick is about no entity: the empty id, which no real entity can have.
+        assert_eq!(event["entityId"], "", "{event}");
         assert_eq!(event["scheduledAt"], event["occurredAt"], "{event}");
         let at = time(&event["occurredAt"]);
         assert_eq!(at.timestamp() % 2, 0, "not a tick of */2: {at}");
@@ -310,7 +312,8 @@ async fn toggle_update_and_delete_apply_from_the_next_tick(db: Db) {
     let before = receiver.count();
     receiver.wait_for(before + 2, Duration::from_secs(6)).await;
     let listed = ticks(&server, &key, &workflow).await;
-    assert_eq!(listed[0]["workflowVersion"], 3, "{listed:?}");
+    // Versions: 1 created, 2 and 3 the toggles, 4 and 5 the two updates.
+    assert_eq!(listed[0]["workflowVersion"], 5, "{listed:?}");
 
     let deleted = send(
         server
@@ -383,5 +386,97 @@ async fn bad_schedules_are_refused_and_ticks_are_tenant_scoped(db: Db) {
         .assert_error(400, "VALIDATION_ERROR");
     let one = server.get(&key, &format!("{path}?limit=1")).await;
     assert_eq!(one.assert_ok(200).as_array().expect("list").len(), 1);
+    server.stop().await;
+}
+
+/// No entity id is reserved (CONTRACT §8): a real Order whose id is `schedule` is neither seen by
+/// a tick's run nor changed by its `update_status`.
+async fn a_tick_shares_nothing_with_an_entity_called_schedule(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let real = json!({"status": "open", "note": "a real order"});
+    server
+        .post(
+            &key,
+            "/api/events",
+            &json!({"entityType": "Order", "trigger": "order_created", "entityId": "schedule",
+                    "eventId": "real-1", "data": real}),
+        )
+        .await
+        .assert_ok(202);
+
+    let receiver = Receiver::start().await;
+    let mut body = schedule_body("* * * * * *", &receiver.url);
+    body["actions"] =
+        json!([body["action"].clone(), {"type": "update_status", "status": "closed"}]);
+    body.as_object_mut().expect("object").remove("action");
+    let workflow = server
+        .post(&key, "/api/workflows/configure", &body)
+        .await
+        .assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned();
+
+    // The tick's run sees `{}`, not the real order's data.
+    let delivery = receiver.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(
+        delivery.body["data"]["entity"],
+        json!({}),
+        "{}",
+        delivery.body
+    );
+    assert_eq!(delivery.body["data"]["event"]["entityId"], "");
+
+    // Its `update_status` has no entity to change: the step fails and says why.
+    let paused = eventually(
+        &server,
+        &key,
+        &format!("/api/executions?workflowId={workflow}&status=paused"),
+        WAIT,
+        |list| list.as_array().is_some_and(|l| !l.is_empty()),
+    )
+    .await;
+    let execution = paused[0]["id"].as_str().expect("execution id");
+    let execution = server.execution_in(&key, execution, "paused").await;
+    assert_eq!(execution["entityId"], "");
+    assert_eq!(execution["steps"][0]["status"], "succeeded");
+    let error = execution["steps"][1]["attempts"][0]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {execution}"));
+    assert!(error.contains("no entity"), "{error}");
+    server
+        .post(
+            &key,
+            &format!("/api/workflows/configured/{workflow}/toggle"),
+            &json!({}),
+        )
+        .await
+        .assert_ok(200);
+
+    // The real order is as it was: the next event about it finds its data as `previous`.
+    server
+        .post(
+            &key,
+            "/api/events",
+            &json!({"entityType": "Order", "trigger": "order_paid", "entityId": "schedule",
+                    "eventId": "real-2", "data": {"status": "paid"}}),
+        )
+        .await
+        .assert_ok(202);
+    let event = eventually(&server, &key, "/api/events/real-2", WAIT, |e| {
+        e["state"] == "processed"
+    })
+    .await;
+    assert_eq!(event["previous"], real, "{event}");
+    // And no tick emitted a status change for it.
+    let events = server.get(&key, "/api/events?limit=200").await;
+    let events = events.assert_ok(200).as_array().expect("events").clone();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["trigger"] != "order_status_changed"),
+        "{events:?}"
+    );
     server.stop().await;
 }

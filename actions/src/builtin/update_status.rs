@@ -41,6 +41,13 @@ impl Action for UpdateStatusAction {
         config: Self::Config,
         ctx: &StepContext,
     ) -> Result<Outcome, ActionError> {
+        if ctx.entity_id.is_empty() {
+            // A schedule tick's execution: there is no entity whose status could change (and
+            // none is stood in for, so a real entity is never changed by a tick).
+            return Err(ActionError::permanent(
+                "update_status: this execution has no entity (a schedule tick started it), so there is no status to set",
+            ));
+        }
         let status = config.status.trim().to_owned();
         Ok(Outcome::summary(format!(
             "{} {} status set to {status}",

@@ -116,7 +116,7 @@ impl WebhookAction {
             "user-agent",
             concat!("Switchyard-Webhooks/", env!("CARGO_PKG_VERSION")).to_owned(),
         );
-        set("webhook-id", msg_id);
+        set("webhook-id", msg_id.clone());
         set("webhook-timestamp", timestamp.to_string());
         set("webhook-signature", signature);
         set(
@@ -126,11 +126,11 @@ impl WebhookAction {
         if let Some(Value::String(code)) = ctx.event.get("trigger") {
             set("x-switchyard-event-type", code.clone());
         }
-        match ctx.event.get("id") {
-            Some(Value::String(id)) => set("x-switchyard-event-id", id.clone()),
-            Some(id @ Value::Number(_)) => set("x-switchyard-event-id", id.to_string()),
-            _ => {}
-        }
+        // The seed-002 idempotency key: one per delivered step, like `webhook-id`. The triggering
+        // event's key would be shared by every workflow that event starts, so a receiver
+        // deduplicating on it would drop all deliveries but one; it is in the body
+        // (`data.event.id`) for receivers that want to correlate deliveries with their event.
+        set("x-switchyard-event-id", msg_id);
         for (name, value) in config.headers.iter().flatten() {
             let name = HeaderName::from_bytes(name.as_bytes());
             let value = HeaderValue::from_str(value);

@@ -27,7 +27,7 @@ use crate::integrations::{
     VerifyError,
 };
 use crate::secrets::SecretScope;
-use crate::store::{IntegrationRecord, NewIntegration};
+use crate::store::{ConfiguredIntegration, IntegrationRecord, NewIntegration};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -168,11 +168,13 @@ async fn providers(_tenant: Tenant) -> impl IntoResponse {
 }
 
 /// Configure an integration: the credentials are checked against the store, then stored
-/// encrypted.
+/// encrypted. Configuring a store whose integration is disabled enables that integration again
+/// (same guid and inbound URL, the new credentials and settings): 200 instead of 201.
 #[utoipa::path(post, path = "/api/integrations/provider/configure", tag = "integrations",
     request_body = ConfigureIn,
     responses(
-        (status = 201, body = DataEnvelope<Configured>),
+        (status = 201, body = DataEnvelope<Configured>, description = "a new integration"),
+        (status = 200, body = DataEnvelope<Configured>, description = "the store's disabled integration, enabled again"),
         (status = 400, body = ErrorEnvelope, description = "VALIDATION_ERROR, or CONFIGURATION_ERROR: the store rejected the credentials or could not be reached"),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope, description = "an active integration of this provider and store exists")),
@@ -231,30 +233,39 @@ async fn configure(
         ApiError::internal()
     })?;
     let id = Uuid::now_v7();
+    let seal = |id: Uuid| {
+        state
+            .master_key
+            .encrypt(&plain, &SecretScope::integration(tenant.id, id))
+    };
     let new = NewIntegration {
         id,
         provider: provider.code().to_owned(),
         store_url: credentials.store_url.clone(),
-        credentials: state
-            .master_key
-            .encrypt(&plain, &SecretScope::integration(tenant.id, id)),
+        credentials: seal(id),
         settings: serde_json::to_value(settings).unwrap_or_default(),
     };
-    let record = state
+    // A disabled integration of this store is enabled again, under its own guid and inbound URL
+    // (the store's webhooks keep pointing at it), with the credentials just verified.
+    let (status, record) = match state
         .store
-        .insert_integration(tenant.id, &new)
+        .configure_integration(tenant.id, &new, seal)
         .await?
-        .ok_or_else(|| {
-            ApiError::conflict("Integration already configured").with_details(
+    {
+        ConfiguredIntegration::Created(record) => (StatusCode::CREATED, record),
+        ConfiguredIntegration::Reenabled(record) => (StatusCode::OK, record),
+        ConfiguredIntegration::AlreadyActive => {
+            return Err(ApiError::conflict("Integration already configured").with_details(
                 serde_json::json!({"provider": provider.code(), "storeUrl": credentials.store_url}),
-            )
-        })?;
+            ));
+        }
+    };
     let revealed = generated
         .contains(&"apiSecret")
         .then(|| credentials.api_secret.clone())
         .flatten();
     Ok((
-        StatusCode::CREATED,
+        status,
         ok(Configured {
             guid: record.id,
             provider: provider.code(),

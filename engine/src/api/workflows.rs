@@ -252,24 +252,25 @@ async fn configure(
     ))
 }
 
-/// Enable or disable a workflow (GET as in seed 001, or POST).
+/// Enable or disable a workflow (GET as in seed 001, or POST). A toggle is a change like any
+/// other: it writes a new version (same spec), so the ETag moves; `If-Match` is honoured.
 #[utoipa::path(get, path = "/api/workflows/configured/{guid}/toggle", tag = "workflows",
-    params(("guid" = Uuid, Path)),
+    params(("guid" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})[ \t]*$"#,
+        description = "the ETag of the version this toggle is based on (`\"3\"`), or `*`")),
     responses(
-        (status = 200, body = DataEnvelope<ToggleResult>),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+        (status = 200, body = DataEnvelope<ToggleResult>, headers(("ETag" = String, description = "the new version, quoted"))),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "stale If-Match")),
     security(("bearer" = [])))]
 async fn toggle(
     State(state): State<AppState>,
     tenant: Tenant,
+    IfMatch(expected): IfMatch,
     Path(guid): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id("workflow guid", &guid)?;
-    let stored = state
-        .store
-        .toggle_workflow(tenant.id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("workflow"))?;
+    let stored = state.store.toggle_workflow(tenant.id, id, expected).await?;
     if stored.is_active {
         // On again: the executions that toggling off paused go on from where they stopped.
         let (_, jobs) = state
@@ -289,10 +290,13 @@ async fn toggle(
 
 /// The POST form of toggle, documented separately so the OpenAPI document lists both methods.
 #[utoipa::path(post, path = "/api/workflows/configured/{guid}/toggle", tag = "workflows",
-    params(("guid" = Uuid, Path)),
+    params(("guid" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})[ \t]*$"#,
+        description = "the ETag of the version this toggle is based on (`\"3\"`), or `*`")),
     responses(
-        (status = 200, body = DataEnvelope<ToggleResult>),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+        (status = 200, body = DataEnvelope<ToggleResult>, headers(("ETag" = String, description = "the new version, quoted"))),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "stale If-Match")),
     security(("bearer" = [])))]
 #[allow(dead_code)]
 async fn toggle_post() {}

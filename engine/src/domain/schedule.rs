@@ -4,8 +4,17 @@
 
 use uuid::Uuid;
 
-/// The entity id of every tick's synthetic event (its entity is `{}`).
-pub const TICK_ENTITY_ID: &str = "schedule";
+/// The entity id of every tick's synthetic event: none. A tick is about no entity (its entity is
+/// `{}`), and no entity id is reserved (CONTRACT §8): real ids are 1 to 255 bytes and not blank,
+/// checked on every way in, so the empty id is a key no real entity can reach. No entity store
+/// row is read or written under it: a tick's steps see `{}`, and `update_status` has no entity to
+/// change (migration 0008 moved the ticks stored under the old `schedule` id).
+pub const TICK_ENTITY_ID: &str = "";
+
+/// Whether an entity id names no entity (a schedule tick's).
+pub fn is_no_entity(entity_id: &str) -> bool {
+    entity_id.is_empty()
+}
 
 const TICK_KEY_PREFIX: &str = "tick_";
 

@@ -1528,6 +1528,12 @@ async fn emit_status_change(
     let Ok(entity_type) = execution.entity_type.parse::<EntityType>() else {
         return Ok(Vec::new());
     };
+    if crate::domain::schedule::is_no_entity(&execution.entity_id) {
+        // A schedule tick's run has no entity: `update_status` fails there before asking, and
+        // a custom action that asks anyway changes no entity store row and emits nothing.
+        tracing::warn!(step = %step.step_id, "a status change was asked for an execution without an entity; ignored");
+        return Ok(Vec::new());
+    }
     let old = entity_for_update(
         tx,
         execution.tenant_id,

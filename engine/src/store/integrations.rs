@@ -53,13 +53,25 @@ impl IntegrationRecord {
 /// What configuring writes.
 #[derive(Debug, Clone)]
 pub struct NewIntegration {
-    /// Chosen by the caller: the credentials are sealed under it before the row exists.
+    /// Chosen by the caller for a new integration: the credentials are sealed under it before
+    /// the row exists.
     pub id: Uuid,
     pub provider: String,
     pub store_url: Option<String>,
     /// Already sealed under the master key.
     pub credentials: String,
     pub settings: Value,
+}
+
+/// What [`Store::configure_integration`] did.
+#[derive(Debug)]
+pub enum ConfiguredIntegration {
+    /// A new integration, under the id the caller chose.
+    Created(IntegrationRecord),
+    /// The tenant's disabled integration of this provider and store, active again under its id.
+    Reenabled(IntegrationRecord),
+    /// The tenant has an active integration of this provider and store: nothing was written.
+    AlreadyActive,
 }
 
 const COLUMNS: &str =
@@ -82,18 +94,22 @@ fn decode(row: &AnyRow) -> StoreResult<IntegrationRecord> {
 }
 
 impl Store {
-    /// Adds an active integration; `None` when the tenant already has an active one of the same
-    /// provider and store. Providers without a store (`store_url` NULL) never conflict.
-    pub async fn insert_integration(
+    /// Configures an integration: a new active one under `new.id`; or, when the tenant has a
+    /// disabled integration of the same provider and store (and no active one), that integration
+    /// active again under its own id (so its inbound URL is unchanged), with `reseal(its id)` as
+    /// its credentials and `new.settings`. Providers without a store (`store_url` NULL) always
+    /// get a new integration.
+    pub async fn configure_integration(
         &self,
         tenant_id: Uuid,
         new: &NewIntegration,
-    ) -> StoreResult<Option<IntegrationRecord>> {
-        let id = new.id;
+        reseal: impl FnOnce(Uuid) -> String + Send,
+    ) -> StoreResult<ConfiguredIntegration> {
         let now = now_ms();
         let tenant = tenant_id.to_string();
+        let settings = new.settings.to_string();
         let mut tx = self.write_tx().await?;
-        // The check and the insert must not interleave with another configure of the same store.
+        // The check and the write must not interleave with another configure of the same store.
         // SQLite's write transaction (BEGIN IMMEDIATE) already serializes writers; on PostgreSQL
         // the tenant's row lock serializes configures of one tenant without a table lock.
         if self.backend() == Backend::Postgres {
@@ -104,27 +120,58 @@ impl Store {
                 .map_err(StoreError::from_sqlx)?;
         }
         if let Some(store_url) = &new.store_url {
+            // Active first, then the newest disabled one (ids are UUID v7: time-ordered).
             let existing = sqlx::query(
-                "SELECT id FROM integrations WHERE tenant_id = $1 AND provider = $2 \
-                 AND store_url = $3 AND status = $4",
+                "SELECT id, status FROM integrations WHERE tenant_id = $1 AND provider = $2 \
+                 AND store_url = $3 AND status IN ($4, $5) \
+                 ORDER BY CASE WHEN status = $4 THEN 0 ELSE 1 END, id DESC LIMIT 1",
             )
             .bind(&tenant)
             .bind(&new.provider)
             .bind(store_url)
             .bind(INTEGRATION_ACTIVE)
+            .bind(INTEGRATION_DISABLED)
             .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::from_sqlx)?;
-            if existing.is_some() {
-                return Ok(None);
+            if let Some(row) = existing {
+                let id = parse_uuid(&row.try_get::<String, _>(0)?)?;
+                if row.try_get::<String, _>(1)? == INTEGRATION_ACTIVE {
+                    return Ok(ConfiguredIntegration::AlreadyActive);
+                }
+                let credentials = reseal(id);
+                sqlx::query(
+                    "UPDATE integrations SET status = $1, credentials = $2, settings = $3, \
+                     connected_at = $4, disabled_at = NULL WHERE id = $5 AND tenant_id = $6",
+                )
+                .bind(INTEGRATION_ACTIVE)
+                .bind(&credentials)
+                .bind(&settings)
+                .bind(now)
+                .bind(id.to_string())
+                .bind(&tenant)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                return Ok(ConfiguredIntegration::Reenabled(IntegrationRecord {
+                    id,
+                    tenant_id,
+                    provider: new.provider.clone(),
+                    store_url: new.store_url.clone(),
+                    status: INTEGRATION_ACTIVE.to_owned(),
+                    credentials,
+                    settings: new.settings.clone(),
+                    connected_at: from_ms(now),
+                    disabled_at: None,
+                }));
             }
         }
-        let settings = new.settings.to_string();
         sqlx::query(
             "INSERT INTO integrations (id, tenant_id, provider, store_url, status, credentials, \
              settings, connected_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(id.to_string())
+        .bind(new.id.to_string())
         .bind(&tenant)
         .bind(&new.provider)
         .bind(new.store_url.clone())
@@ -136,8 +183,8 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(Some(IntegrationRecord {
-            id,
+        Ok(ConfiguredIntegration::Created(IntegrationRecord {
+            id: new.id,
             tenant_id,
             provider: new.provider.clone(),
             store_url: new.store_url.clone(),

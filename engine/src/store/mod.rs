@@ -18,7 +18,8 @@ pub use events::{EventRecord, EventWrite, Ingested, NewEvent};
 pub(crate) use events::{finish_event, reserve_chain_executions};
 pub use executions::*;
 pub use integrations::{
-    INTEGRATION_ACTIVE, INTEGRATION_DISABLED, IntegrationRecord, NewIntegration,
+    ConfiguredIntegration, INTEGRATION_ACTIVE, INTEGRATION_DISABLED, IntegrationRecord,
+    NewIntegration,
 };
 pub use rotation::{RotateError, Rotated};
 pub use schedules::{ScheduledWorkflow, TickClaim, TickRecord};

@@ -187,7 +187,7 @@ fn reseal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewIntegration, WorkflowWrite};
+    use crate::store::{ConfiguredIntegration, NewIntegration, WorkflowWrite};
 
     fn key() -> MasterKey {
         MasterKey::from_base64(&MasterKey::generate_base64()).expect("key")
@@ -234,20 +234,24 @@ mod tests {
             .check_master_key(&key)
             .await
             .expect("old check accepted");
-        let integration = store
-            .insert_integration(
+        let credentials = legacy(r#"{"apiKey":"shpat_x"}"#, &tenant.to_string());
+        let configured = store
+            .configure_integration(
                 tenant,
                 &NewIntegration {
                     id: Uuid::now_v7(),
                     provider: "shopify".to_owned(),
                     store_url: Some("https://shop.example.com".to_owned()),
-                    credentials: legacy(r#"{"apiKey":"shpat_x"}"#, &tenant.to_string()),
+                    credentials: credentials.clone(),
                     settings: serde_json::json!({}),
                 },
+                |_| credentials.clone(),
             )
             .await
-            .expect("insert")
-            .expect("new");
+            .expect("insert");
+        let ConfiguredIntegration::Created(integration) = configured else {
+            panic!("a fresh tenant's first integration is new: {configured:?}");
+        };
         let spec = serde_json::from_value(serde_json::json!({
             "name": "hook", "entityType": "Order", "trigger": "order_created",
             "actions": [{"type": "webhook", "url": "https://x.example",
@@ -259,7 +263,7 @@ mod tests {
                 tenant,
                 &WorkflowWrite {
                     spec,
-                    is_active: true,
+                    is_active: Some(true),
                     is_managed: false,
                 },
             )

@@ -45,7 +45,9 @@ pub struct StoredWorkflow {
 #[derive(Debug, Clone)]
 pub struct WorkflowWrite {
     pub spec: WorkflowSpec,
-    pub is_active: bool,
+    /// `None` (the body had no `isActive`): a new workflow is active, an updated one keeps the
+    /// state it has when the update commits.
+    pub is_active: Option<bool>,
     pub is_managed: bool,
 }
 
@@ -105,6 +107,7 @@ impl Store {
         write: &WorkflowWrite,
     ) -> StoreResult<StoredWorkflow> {
         let now = now_ms();
+        let is_active = write.is_active.unwrap_or(true);
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO workflows (id, tenant_id, entity_type, trigger_code, name, is_active, \
@@ -116,7 +119,7 @@ impl Store {
         .bind(write.spec.entity_type.as_str())
         .bind(&write.spec.trigger)
         .bind(&write.spec.name)
-        .bind(i64::from(write.is_active))
+        .bind(i64::from(is_active))
         .bind(i64::from(write.is_managed))
         .bind(now)
         .execute(&mut *tx)
@@ -127,7 +130,7 @@ impl Store {
         Ok(StoredWorkflow {
             id,
             tenant_id,
-            is_active: write.is_active,
+            is_active,
             is_managed: write.is_managed,
             version: 1,
             spec: write.spec.clone(),
@@ -148,8 +151,13 @@ impl Store {
         let mut tx = self.write_tx().await?;
         // Read the current row inside the transaction, then update guarded by the version read:
         // a concurrent update makes the guard miss and is reported as a conflict.
-        let current = current_row(&mut tx, tenant_id, id).await?;
-        let (version, managed, created_at) = current.ok_or(WorkflowChangeError::NotFound)?;
+        let current = current_row(&mut tx, tenant_id, id)
+            .await?
+            .ok_or(WorkflowChangeError::NotFound)?;
+        let (version, managed, created_at) =
+            (current.version, current.is_managed, current.created_at);
+        // Read in this transaction, so a toggle committed before this update is kept.
+        let is_active = write.is_active.unwrap_or(current.is_active);
         if managed && !write.is_managed {
             return Err(WorkflowChangeError::Managed);
         }
@@ -171,7 +179,7 @@ impl Store {
         .bind(&write.spec.name)
         .bind(write.spec.entity_type.as_str())
         .bind(&write.spec.trigger)
-        .bind(i64::from(write.is_active))
+        .bind(i64::from(is_active))
         .bind(now)
         .bind(id.to_string())
         .bind(tenant_id.to_string())
@@ -198,7 +206,7 @@ impl Store {
         Ok(StoredWorkflow {
             id,
             tenant_id,
-            is_active: write.is_active,
+            is_active,
             is_managed: managed,
             version: next,
             spec: write.spec.clone(),
@@ -269,26 +277,80 @@ impl Store {
         Ok((workflows, cut))
     }
 
-    /// Flips `is_active`; returns the workflow as it now is.
+    /// Flips `is_active` as a new version (a copy of the current spec), so the version and
+    /// therefore the ETag move: a client holding the old ETag gets a conflict, as after any other
+    /// change. `expected_version` is the client's `If-Match`, when it sent one. Returns the
+    /// workflow as it now is.
     pub async fn toggle_workflow(
         &self,
         tenant_id: Uuid,
         id: Uuid,
-    ) -> StoreResult<Option<StoredWorkflow>> {
-        let updated = sqlx::query(
-            "UPDATE workflows SET is_active = 1 - is_active, updated_at = $1 \
-             WHERE id = $2 AND tenant_id = $3 AND deleted_at IS NULL",
+        expected_version: Option<i64>,
+    ) -> Result<StoredWorkflow, WorkflowChangeError> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let current = current_row(&mut tx, tenant_id, id)
+            .await?
+            .ok_or(WorkflowChangeError::NotFound)?;
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(WorkflowChangeError::VersionMismatch {
+                current: current.version,
+                expected,
+            });
+        }
+        let next = current.version + 1;
+        let copied = sqlx::query(
+            "INSERT INTO workflow_versions (workflow_id, version, tenant_id, spec, created_at) \
+             SELECT workflow_id, $1, tenant_id, spec, $2 FROM workflow_versions \
+             WHERE workflow_id = $3 AND version = $4 AND tenant_id = $5",
         )
-        .bind(now_ms())
+        .bind(next)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(current.version)
+        .bind(tenant_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e) {
+            // A concurrent change wrote this version first.
+            StoreError::Conflict(_) => WorkflowChangeError::VersionMismatch {
+                current: next,
+                expected: expected_version.unwrap_or(current.version),
+            },
+            other => other.into(),
+        })?;
+        if copied.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "workflow {id} has no row for its current version {}",
+                current.version
+            ))
+            .into());
+        }
+        let updated = sqlx::query(
+            "UPDATE workflows SET is_active = $1, current_version = $2, updated_at = $3 \
+             WHERE id = $4 AND tenant_id = $5 AND current_version = $6 AND deleted_at IS NULL",
+        )
+        .bind(i64::from(!current.is_active))
+        .bind(next)
+        .bind(now)
         .bind(id.to_string())
         .bind(tenant_id.to_string())
-        .execute(self.writer())
+        .bind(current.version)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
-        if updated.rows_affected() == 0 {
-            return Ok(None);
+        if updated.rows_affected() != 1 {
+            return Err(WorkflowChangeError::VersionMismatch {
+                current: next,
+                expected: expected_version.unwrap_or(current.version),
+            });
         }
-        self.workflow(tenant_id, id).await
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        self.workflow(tenant_id, id)
+            .await?
+            .ok_or(WorkflowChangeError::NotFound)
     }
 
     /// Soft-deletes: versions stay for the executions that reference them.
@@ -299,10 +361,10 @@ impl Store {
         allow_managed: bool,
     ) -> Result<(), WorkflowChangeError> {
         let mut tx = self.write_tx().await?;
-        let (_, managed, _) = current_row(&mut tx, tenant_id, id)
+        let current = current_row(&mut tx, tenant_id, id)
             .await?
             .ok_or(WorkflowChangeError::NotFound)?;
-        if managed && !allow_managed {
+        if current.is_managed && !allow_managed {
             return Err(WorkflowChangeError::Managed);
         }
         sqlx::query(
@@ -343,14 +405,22 @@ impl Store {
     }
 }
 
-/// (version, managed, created_at) of a live workflow of the tenant.
+/// What a change of a live workflow reads first, inside its transaction.
+struct CurrentRow {
+    version: i64,
+    is_active: bool,
+    is_managed: bool,
+    created_at: i64,
+}
+
+/// The current state of a live workflow of the tenant.
 async fn current_row(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: Uuid,
     id: Uuid,
-) -> StoreResult<Option<(i64, bool, i64)>> {
+) -> StoreResult<Option<CurrentRow>> {
     let row = sqlx::query(
-        "SELECT current_version, is_managed, created_at FROM workflows \
+        "SELECT current_version, is_active, is_managed, created_at FROM workflows \
          WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
     )
     .bind(id.to_string())
@@ -359,11 +429,12 @@ async fn current_row(
     .await
     .map_err(StoreError::from_sqlx)?;
     row.map(|r| {
-        Ok((
-            r.try_get::<i64, _>(0)?,
-            r.try_get::<i64, _>(1)? != 0,
-            r.try_get::<i64, _>(2)?,
-        ))
+        Ok(CurrentRow {
+            version: r.try_get::<i64, _>(0)?,
+            is_active: r.try_get::<i64, _>(1)? != 0,
+            is_managed: r.try_get::<i64, _>(2)? != 0,
+            created_at: r.try_get::<i64, _>(3)?,
+        })
     })
     .transpose()
 }
