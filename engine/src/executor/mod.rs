@@ -3,6 +3,7 @@
 //! next after that commit.
 
 pub mod batch;
+mod effects;
 pub mod ingest;
 pub mod matching;
 pub mod retry;
@@ -12,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard_actions::{
-    ActionError, ActionRegistry, Effect, PushSubscription, StepContext, TenantView,
-};
+use switchyard_actions::{ActionError, ActionRegistry, DynAction, StepContext, TenantView};
 use switchyard_schemas::event::EventIn;
 use switchyard_triggers::{ConditionEngine, EvalInput, WorkflowConditions};
 use uuid::Uuid;
@@ -392,7 +391,7 @@ impl Executor {
                 None,
             );
         };
-        let ctx = match self.context(step, workflow, event).await {
+        let ctx = match self.context(step, action.as_ref(), workflow, event).await {
             Ok(ctx) => ctx,
             Err(e) => {
                 return (
@@ -472,30 +471,10 @@ impl Executor {
             .execute_with_lease(step, action.execute(params, &ctx))
             .await;
         match result {
-            Ok(outcome) => {
-                let mut wait_ms = None;
-                let mut set_status = None;
-                let mut remove = Vec::new();
-                for effect in outcome.effects {
-                    match effect {
-                        Effect::Wait { duration } => {
-                            wait_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
-                        }
-                        Effect::SetEntityStatus { status } => set_status = Some(status),
-                        Effect::RemovePushSubscription { endpoint } => remove.push(endpoint),
-                    }
-                }
-                (
-                    StepFinish::Succeeded {
-                        summary: outcome.summary,
-                        output: outcome.output,
-                        wait_ms,
-                        set_status,
-                        remove_push_subscriptions: remove,
-                    },
-                    endpoint.map(EndpointReport::Succeeded),
-                )
-            }
+            Ok(outcome) => (
+                effects::succeeded(action.as_ref(), outcome),
+                endpoint.map(EndpointReport::Succeeded),
+            ),
             Err(ActionError::Retryable { reason, after }) => (
                 self.retry_or_fail(step, reason, after),
                 endpoint.map(EndpointReport::Failed),
@@ -577,30 +556,20 @@ impl Executor {
     async fn context(
         &self,
         step: &ClaimedStep,
+        action: &dyn DynAction,
         workflow: &PreparedWorkflow,
         event: &EventRecord,
     ) -> StoreResult<StepContext> {
         let execution = &step.execution;
         let entity = step.entity.clone().unwrap_or_else(|| event.data.clone());
         let tenant = step.tenant.clone();
-        let push_subscriptions = if self
-            .actions
-            .get(&step.action_type)
-            .is_some_and(|a| a.kind() == "send_push")
-        {
-            self.store
-                .push_subscriptions(execution.tenant_id)
-                .await?
-                .into_iter()
-                .map(|(endpoint, p256dh, auth)| PushSubscription {
-                    endpoint,
-                    p256dh,
-                    auth,
-                })
-                .collect()
-        } else {
-            Vec::new()
+        let mut tenant_view = TenantView {
+            id: execution.tenant_id,
+            name: tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            notification_email: tenant.and_then(|t| t.notification_email),
+            push_subscriptions: Vec::new(),
         };
+        effects::load_records(&self.store, action.needs(), &mut tenant_view).await?;
         Ok(StepContext {
             step_id: step.step_id,
             execution_id: execution.id,
@@ -611,12 +580,7 @@ impl Executor {
             entity,
             event: event_json(event),
             workflow: json!({"guid": execution.workflow_id, "name": workflow.spec.name, "version": execution.workflow_version}),
-            tenant: TenantView {
-                id: execution.tenant_id,
-                name: tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-                notification_email: tenant.and_then(|t| t.notification_email),
-                push_subscriptions,
-            },
+            tenant: tenant_view,
             template_limits: self.settings.template_limits,
         })
     }

@@ -10,6 +10,7 @@ mod executions;
 mod integrations;
 mod quotas;
 mod rotation;
+mod row;
 mod schedules;
 mod tenants;
 mod workflows;

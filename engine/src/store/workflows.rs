@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_schemas::{ActionSpec, EntityType, Schedule};
 use uuid::Uuid;
 
-use super::tenants::parse_uuid;
+use super::row::Columns;
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 
 /// The validated, storable part of a workflow; secrets inside `actions` are encrypted.
@@ -68,17 +67,18 @@ const SELECT: &str = "SELECT w.id, w.tenant_id, w.is_active, w.is_managed, w.cur
        ON v.workflow_id = w.id AND v.version = w.current_version";
 
 fn decode(row: &AnyRow) -> StoreResult<StoredWorkflow> {
-    let spec: String = row.try_get(5)?;
+    let row = Columns::of(row);
+    let spec: String = row.get("spec")?;
     Ok(StoredWorkflow {
-        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
-        is_active: row.try_get::<i64, _>(2)? != 0,
-        is_managed: row.try_get::<i64, _>(3)? != 0,
-        version: row.try_get(4)?,
+        id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        is_active: row.flag("is_active")?,
+        is_managed: row.flag("is_managed")?,
+        version: row.get("current_version")?,
         spec: serde_json::from_str(&spec)
             .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))?,
-        created_at: from_ms(row.try_get(6)?),
-        updated_at: from_ms(row.try_get(7)?),
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -313,7 +313,7 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         row.map(|r| {
-            let spec: String = r.try_get(0)?;
+            let spec: String = Columns::of(&r).get("spec")?;
             serde_json::from_str(&spec)
                 .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))
         })
@@ -337,10 +337,11 @@ async fn current_row(
     .await
     .map_err(StoreError::from_sqlx)?;
     row.map(|r| {
+        let r = Columns::of(&r);
         Ok((
-            r.try_get::<i64, _>(0)?,
-            r.try_get::<i64, _>(1)? != 0,
-            r.try_get::<i64, _>(2)?,
+            r.get::<i64>("current_version")?,
+            r.flag("is_managed")?,
+            r.get::<i64>("created_at")?,
         ))
     })
     .transpose()
@@ -390,7 +391,10 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
-            .map(|r| Ok((parse_uuid(&r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+            .map(|r| {
+                let r = Columns::of(r);
+                Ok((r.uuid("id")?, r.get("current_version")?))
+            })
             .collect()
     }
 
@@ -409,9 +413,10 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         row.map(|r| {
+            let r = Columns::of(&r);
             Ok((
-                r.try_get::<i64, _>(0)? != 0,
-                r.try_get::<Option<i64>, _>(1)?.is_some(),
+                r.flag("is_active")?,
+                r.get::<Option<i64>>("deleted_at")?.is_some(),
             ))
         })
         .transpose()
