@@ -665,7 +665,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// Pending events nobody holds, at most `limit`, as (tenant id, event id), served round-robin
@@ -698,7 +698,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// The entity's latest data, as the engine last stored it.

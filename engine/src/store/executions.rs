@@ -966,7 +966,7 @@ impl Store {
         .fetch_all(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// Queued steps that are due, at most `limit`, as (tenant id, step id), served round-robin
@@ -998,7 +998,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// Due steps that have waited longer than `stale_ms` and were not re-dispatched in that time:
@@ -1043,10 +1043,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
-        let ids: Vec<(Uuid, Uuid)> = rows
-            .iter()
-            .map(|r| tenant_and_id(r))
-            .collect::<StoreResult<_>>()?;
+        let ids: Vec<(Uuid, Uuid)> = rows.iter().map(tenant_and_id).collect::<StoreResult<_>>()?;
         for (_, id) in &ids {
             sqlx::query(
                 "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
