@@ -82,6 +82,26 @@ impl ActionError {
     }
 }
 
+/// A kind of record the engine keeps for a tenant on behalf of actions. An action names the
+/// kinds it reads in [`Action::needs`] (the engine loads them into [`TenantView`] before each
+/// attempt) and may forget one it was given with [`Effect::ForgetTenantRecord`]; the engine maps
+/// each kind to its own storage, so it never needs to know which action uses which records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    /// Web Push subscriptions saved by the tenant (`POST /api/integrations/save-vapid-subscription`), keyed by
+    /// endpoint URL; loaded into [`TenantView::push_subscriptions`].
+    PushSubscription,
+}
+
+impl RecordKind {
+    /// How the kind is named in messages (`push subscription`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            RecordKind::PushSubscription => "push subscription",
+        }
+    }
+}
+
 /// A change to the engine's state that a step asks for; the engine applies it in the same
 /// transaction that records the step's success.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,8 +110,11 @@ pub enum Effect {
     SetEntityStatus { status: String },
     /// Park the execution as `waiting` and run the next step after this long.
     Wait { duration: Duration },
-    /// Forget a push subscription the push service says is gone.
-    RemovePushSubscription { endpoint: String },
+    /// Forget one of the tenant's records, by its key (a push subscription's endpoint), because
+    /// the peer it points at says it is gone. Only kinds the action declares in
+    /// [`Action::needs`] may be forgotten: an effect on any other kind fails the step. Forgetting
+    /// a record that is already gone changes nothing, so a retried step may repeat it.
+    ForgetTenantRecord { kind: RecordKind, key: String },
 }
 
 /// What a successful step returns.
@@ -128,13 +151,16 @@ pub struct PushSubscription {
     pub auth: String,
 }
 
-/// What the engine knows about the tenant a step runs for, loaded before the step runs.
+/// What the engine knows about the tenant a step runs for, loaded before the step runs. Records
+/// (the `Vec`s) are loaded only for the kinds the action names in [`Action::needs`]; for any
+/// other kind they are empty.
 #[derive(Debug, Clone, Default)]
 pub struct TenantView {
     pub id: Uuid,
     pub name: String,
     /// Where `recipient: merchant` emails go.
     pub notification_email: Option<String>,
+    /// [`RecordKind::PushSubscription`], oldest first.
     pub push_subscriptions: Vec<PushSubscription>,
 }
 
@@ -215,6 +241,13 @@ pub trait Action: Send + Sync + 'static {
     /// The outbound endpoint this step reaches, for per-tenant endpoint health (a URL).
     fn endpoint(&self, _config: &Self::Config) -> Option<String> {
         None
+    }
+
+    /// The kinds of tenant records this action reads from [`StepContext::tenant`], loaded before
+    /// each attempt; also the only kinds its [`Effect::ForgetTenantRecord`] may name. None by
+    /// default, so an action that needs nothing costs no query.
+    fn needs(&self) -> &'static [RecordKind] {
+        &[]
     }
 
     /// Run the step.

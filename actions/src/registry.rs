@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use crate::{Action, ActionError, Outcome, StepContext, ValidationError};
+use crate::{Action, ActionError, Outcome, RecordKind, StepContext, ValidationError};
 
 /// The object-safe face of an [`Action`], which the registry stores.
 pub trait DynAction: Send + Sync {
@@ -17,6 +17,7 @@ pub trait DynAction: Send + Sync {
     fn prepare(&self, params: &mut Map<String, Value>) -> Vec<String>;
     fn validate(&self, params: &Map<String, Value>) -> Result<(), ValidationError>;
     fn endpoint(&self, params: &Map<String, Value>) -> Option<String>;
+    fn needs(&self) -> &'static [RecordKind];
     fn execute<'a>(
         &'a self,
         params: Map<String, Value>,
@@ -58,6 +59,10 @@ impl<A: Action> DynAction for A {
         parse::<A::Config>(params)
             .ok()
             .and_then(|c| Action::endpoint(self, &c))
+    }
+
+    fn needs(&self) -> &'static [RecordKind] {
+        Action::needs(self)
     }
 
     fn execute<'a>(

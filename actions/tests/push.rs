@@ -17,7 +17,9 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{Map, Value, json};
 use switchyard_actions::builtin::{BuiltinSettings, registry};
 use switchyard_actions::vapid::{generate_keypair, public_key_for, validate_subscription};
-use switchyard_actions::{ActionError, Effect, Outcome, PushSubscription, StepContext, TenantView};
+use switchyard_actions::{
+    ActionError, Effect, Outcome, PushSubscription, RecordKind, StepContext, TenantView,
+};
 use uuid::Uuid;
 
 const SUBJECT: &str = "mailto:ops@shop.example";
@@ -315,8 +317,9 @@ async fn a_gone_subscription_is_removed_and_the_step_succeeds() {
     .expect("gone and too-large subscriptions do not fail the step");
     assert_eq!(
         outcome.effects,
-        vec![Effect::RemovePushSubscription {
-            endpoint: gone.subscription.endpoint.clone()
+        vec![Effect::ForgetTenantRecord {
+            kind: RecordKind::PushSubscription,
+            key: gone.subscription.endpoint.clone()
         }]
     );
     assert_eq!(
@@ -396,7 +399,9 @@ async fn zero_subscriptions_is_a_success() {
 #[tokio::test]
 async fn without_a_vapid_key_the_action_exists_but_fails_clearly() {
     let registry = registry(&settings(None)).expect("registry without a VAPID key");
-    assert!(registry.get("send_push").is_some());
+    let action = registry.get("send_push").expect("send_push registered");
+    // The engine loads the tenant's subscriptions for this action because it asks for them.
+    assert_eq!(action.needs(), &[RecordKind::PushSubscription]);
     let err = run(
         &settings(None),
         json!({"title": "t", "body": "b"}),

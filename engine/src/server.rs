@@ -185,7 +185,12 @@ impl App {
             });
         }
         if roles.scheduler {
-            let scheduler = crate::scheduler::Scheduler::new(self.state.executor.clone());
+            let executor = &self.state.executor;
+            let scheduler = crate::scheduler::Scheduler::new(
+                executor.store.clone(),
+                executor.dispatch.clone(),
+                executor.worker_id.clone(),
+            );
             let interval = self.settings.scheduler_interval;
             let signal = stopped();
             tasks.spawn(async move { scheduler.run(interval, signal).await });

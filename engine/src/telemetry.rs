@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use switchyard_schemas::execution::ExecutionStatus;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -47,7 +48,12 @@ pub const EXECUTION_GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The execution statuses shown as `switchyard_executions{status}`: the live ones. Terminal
 /// executions only ever accumulate; counting them would scan the table.
-const GAUGED_STATUSES: [&str; 4] = ["queued", "running", "waiting", "paused"];
+const GAUGED_STATUSES: [ExecutionStatus; 4] = [
+    ExecutionStatus::Queued,
+    ExecutionStatus::Running,
+    ExecutionStatus::Waiting,
+    ExecutionStatus::Paused,
+];
 
 /// Sets `switchyard_executions{status}` from an index-only count of the non-terminal executions
 /// every `interval` until `stop`, so `GET /metrics` (unauthenticated, callable at any rate) never
@@ -70,9 +76,10 @@ pub async fn refresh_execution_gauges(
                 for status in GAUGED_STATUSES {
                     let count = counts
                         .iter()
-                        .find(|(s, _)| s == status)
+                        .find(|(s, _)| *s == status)
                         .map_or(0, |(_, n)| *n);
-                    metrics::gauge!("switchyard_executions", "status" => status).set(count as f64);
+                    metrics::gauge!("switchyard_executions", "status" => status.as_str())
+                        .set(count as f64);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not count executions for /metrics"),

@@ -4,9 +4,10 @@
 use serde_json::Value;
 use switchyard_actions::ActionRegistry;
 use switchyard_schemas::{ActionSpec, WorkflowConfig, WorkflowRecord};
-use switchyard_triggers::{ConditionEngine, CronSchedule, EvalError, EvalInput};
+use switchyard_triggers::{ConditionEngine, CronSchedule, EvalError};
 use uuid::Uuid;
 
+use crate::domain::{EventFacts, EventView};
 use crate::secrets::MasterKey;
 use crate::store::{StoredWorkflow, WorkflowSpec};
 
@@ -217,11 +218,20 @@ impl Validator<'_> {
                 // A trial run on an empty entity catches scripts that can never finish (an
                 // endless loop) at save time; other runtime errors depend on the data and are
                 // left to evaluation, where they make the event not match.
-                let trial = EvalInput {
-                    entity: serde_json::json!({}),
-                    event: serde_json::json!({"trigger": trigger.code, "previous": {}}),
-                    tenant: serde_json::json!({"id": self.tenant_id}),
-                };
+                let trial = EventView::new(
+                    &EventFacts {
+                        key: "trial",
+                        trigger: trigger.code,
+                        entity_type: config.entity_type.as_str(),
+                        entity_id: "",
+                        occurred_at: chrono::DateTime::UNIX_EPOCH,
+                        previous: None,
+                        depth: 0,
+                        causation_id: None,
+                    },
+                    serde_json::json!({}),
+                )
+                .conditions(self.tenant_id);
                 if let Err(e @ EvalError::Limit(_)) = self.conditions.evaluate(&compiled, &trial) {
                     return Err(SpecError::field(
                         "condition",

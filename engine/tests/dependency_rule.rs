@@ -1,6 +1,7 @@
 //! The engine's module dependency rule (ARCHITECTURE.md, "Dependency rule"), checked on the
-//! sources: `domain` imports no other engine module, and no two engine modules import each other,
-//! directly or through others.
+//! sources: `domain` imports no other engine module, every module imports only the modules the
+//! rule's table lists for it, and no two engine modules import each other, directly or through
+//! others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,67 @@ fn read_all(path: &Path, into: &mut String) {
         }
     } else if path.extension().is_some_and(|e| e == "rs") {
         into.push_str(&std::fs::read_to_string(path).expect("source"));
+    }
+}
+
+/// The table of ARCHITECTURE.md's "Dependency rule": each module with the modules it may import,
+/// `None` for the assembling modules (`everything above`).
+fn documented_rule() -> BTreeMap<String, Option<BTreeSet<String>>> {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ARCHITECTURE.md"),
+    )
+    .expect("ARCHITECTURE.md");
+    let section = doc
+        .split_once("## Dependency rule")
+        .expect("a Dependency rule section")
+        .1;
+    let block = section
+        .split("```")
+        .nth(1)
+        .expect("the rule as a code block");
+    let mut rule = BTreeMap::new();
+    for line in block.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (modules, allowed) = match line.split_once("->") {
+            Some((modules, allowed)) if allowed.contains("everything above") => (modules, None),
+            Some((modules, allowed)) => (
+                modules,
+                Some(
+                    allowed
+                        .split(',')
+                        .map(|m| m.trim().to_owned())
+                        .collect::<BTreeSet<_>>(),
+                ),
+            ),
+            // `domain   (pure: …)`: no engine module.
+            None => (
+                line.split('(').next().unwrap_or(line),
+                Some(BTreeSet::new()),
+            ),
+        };
+        for module in modules.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            rule.insert(module.to_owned(), allowed.clone());
+        }
+    }
+    rule
+}
+
+#[test]
+fn modules_import_only_what_the_documented_rule_allows() {
+    let rule = documented_rule();
+    for (module, deps) in imports() {
+        let Some(allowed) = rule.get(&module) else {
+            panic!("`{module}` is not in ARCHITECTURE.md's dependency rule: {rule:?}");
+        };
+        let Some(allowed) = allowed else { continue };
+        let extra: Vec<&String> = deps
+            .iter()
+            .filter(|d| rule.contains_key(*d) && !allowed.contains(*d))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "`{module}` imports {extra:?}, which ARCHITECTURE.md's dependency rule does not allow \
+             (allowed: {allowed:?})"
+        );
     }
 }
 

@@ -6,7 +6,7 @@
 //! call to a URL that came from outside (push endpoints are sent in by browsers, via the tenant).
 //!
 //! One step covers all of the tenant's subscriptions. A subscription the push service calls gone
-//! (404/410) is handed back as [`Effect::RemovePushSubscription`]; a 413 or another 4xx fails that
+//! (404/410) is handed back as [`Effect::ForgetTenantRecord`]; a 413 or another 4xx fails that
 //! subscription only; a 429, a 5xx or a network failure on any subscription makes the whole step
 //! retryable. Push services deduplicate nothing, so a retry sends again to the subscriptions that
 //! did get the message the first time; the payload's `stepId` is the same on every attempt, and a
@@ -25,7 +25,8 @@ use web_push::{
 use crate::builtin::{BuiltinSettings, SetupError};
 use crate::http::{GuardedClient, HeaderMap, HeaderName, HeaderValue, OutboundRequest, SendError};
 use crate::{
-    Action, ActionError, Effect, Outcome, PushSubscription, StepContext, ValidationError, vapid,
+    Action, ActionError, Effect, Outcome, PushSubscription, RecordKind, StepContext,
+    ValidationError, vapid,
 };
 
 /// TTL when the step gives none: a day, after which a notification about an order is stale.
@@ -228,6 +229,10 @@ impl Action for PushAction {
 
     fn description(&self) -> &'static str {
         "Send a Web Push notification (VAPID, aes128gcm) to every push subscription of the tenant"
+    }
+
+    fn needs(&self) -> &'static [RecordKind] {
+        &[RecordKind::PushSubscription]
     }
 
     fn validate(&self, config: &Self::Config) -> Result<(), ValidationError> {
@@ -467,8 +472,9 @@ fn settle(deliveries: Vec<Delivery>) -> Result<Outcome, ActionError> {
     let effects = deliveries
         .iter()
         .filter(|d| d.verdict == Verdict::Gone)
-        .map(|d| Effect::RemovePushSubscription {
-            endpoint: d.endpoint.clone(),
+        .map(|d| Effect::ForgetTenantRecord {
+            kind: RecordKind::PushSubscription,
+            key: d.endpoint.clone(),
         })
         .collect();
     Ok(Outcome {

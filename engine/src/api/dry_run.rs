@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_schemas::event::EventIn;
-use switchyard_triggers::{EvalInput, WorkflowConditions};
+use switchyard_triggers::WorkflowConditions;
 use uuid::Uuid;
 
 use super::{ApiError, AppState};
+use crate::domain::{EventFacts, EventView};
 use crate::store::WorkflowSpec;
 
 /// A backtest answers with what it evaluated by this wall time (CONTRACT §7).
@@ -46,27 +47,22 @@ impl DryRun<'_> {
             .store
             .entity(self.tenant_id, event.entity_type.as_str(), &event.entity_id)
             .await?;
-        let previous = event
-            .previous
-            .map(Value::Object)
-            .or(stored)
-            .unwrap_or_else(|| json!({}));
-        let entity = Value::Object(event.data);
-        let event_json = json!({
-            "id": event.event_id.unwrap_or_else(|| "dry-run".to_owned()),
-            "trigger": trigger.code,
-            "entityType": event.entity_type.as_str(),
-            "entityId": event.entity_id,
-            "occurredAt": event.occurred_at.unwrap_or_else(chrono::Utc::now),
-            "previous": previous,
-            "depth": 0,
-            "causationId": null,
-        });
-        let input = EvalInput {
-            entity: entity.clone(),
-            event: event_json.clone(),
-            tenant: json!({"id": self.tenant_id}),
-        };
+        // As ingestion would store it: the sender's previous data, else the entity store's.
+        let previous = event.previous.map(Value::Object).or(stored);
+        let view = EventView::new(
+            &EventFacts {
+                key: event.event_id.as_deref().unwrap_or("dry-run"),
+                trigger: trigger.code,
+                entity_type: event.entity_type.as_str(),
+                entity_id: &event.entity_id,
+                occurred_at: event.occurred_at.unwrap_or_else(chrono::Utc::now),
+                previous: previous.as_ref(),
+                depth: 0,
+                causation_id: None,
+            },
+            Value::Object(event.data),
+        );
+        let input = view.conditions(self.tenant_id);
         let report = switchyard_triggers::matching::evaluate(
             &self.state.conditions,
             &self.conditions()?,
@@ -74,11 +70,7 @@ impl DryRun<'_> {
         );
         let trigger_matches =
             trigger.code == self.spec.trigger && event.entity_type == self.spec.entity_type;
-        let scope = json!({
-            "entity": entity,
-            "event": event_json,
-            "workflow": {"name": self.spec.name},
-        });
+        let scope = view.template_scope(json!({"name": self.spec.name}));
         // Rendering is bounded but may take tens of milliseconds: off the runtime's threads.
         let steps: Vec<_> = self
             .spec
@@ -169,7 +161,7 @@ impl DryRun<'_> {
                 }
                 let evaluation = matcher.evaluate_in_lane(
                     self.tenant_id,
-                    crate::executor::eval_input(event),
+                    crate::executor::event_view(event).conditions(self.tenant_id),
                     vec![conditions.clone()],
                 );
                 let Ok(reports) = tokio::time::timeout(left, evaluation).await else {

@@ -7,11 +7,13 @@
 //! `queue`, `executor`, `api` or anything async.
 
 pub mod chain;
+pub mod event_view;
 pub mod execution;
 pub mod job;
 pub mod schedule;
 
 pub use chain::{ChainLimits, ChainRefusal, ChainState};
+pub use event_view::{EventFacts, EventView};
 pub use execution::{
     AttemptEnd, AttemptOutcome, ClaimDecision, ClaimView, ExecutionStatus, NextStep, PauseReason,
     StepState, StepStatus, Transition, cancellable, claim, finish, resume,

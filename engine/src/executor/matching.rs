@@ -17,7 +17,7 @@ use switchyard_triggers::{ConditionEngine, EvalInput, MatchReport, WorkflowCondi
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::{JobError, MAX_CHAIN_DEPTH, PreparedWorkflow, chain_marker, eval_input};
+use super::{JobError, MAX_CHAIN_DEPTH, PreparedWorkflow, chain_marker, event_view};
 use crate::store::{EventRecord, NewExecution, Store};
 
 /// Reason recorded for a workflow left unevaluated because the event's matching budget was spent.
@@ -248,7 +248,7 @@ impl Matcher {
         let reports = self
             .evaluate_in_lane(
                 event.tenant_id,
-                eval_input(event),
+                event_view(event).conditions(event.tenant_id),
                 workflows.iter().map(|w| w.2.conditions.clone()).collect(),
             )
             .await?;

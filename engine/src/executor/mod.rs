@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod batch;
+mod effects;
 pub mod ingest;
 pub mod matching;
 pub mod retry;
@@ -13,13 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard_actions::{
-    ActionError, ActionRegistry, Effect, PushSubscription, StepContext, TenantView,
-};
+use switchyard_actions::{ActionError, ActionRegistry, DynAction, StepContext, TenantView};
 use switchyard_schemas::event::EventIn;
-use switchyard_triggers::{ConditionEngine, EvalInput, WorkflowConditions};
+use switchyard_triggers::{ConditionEngine, WorkflowConditions};
 use uuid::Uuid;
 
+use crate::domain::{EventFacts, EventView};
 use crate::queue::{Dispatch, Job};
 use crate::secrets::MasterKey;
 use crate::store::{
@@ -372,7 +372,10 @@ impl Executor {
                 None,
             );
         };
-        let ctx = match self.context(step, workflow, event).await {
+        // Steps render against the entity as it is now, which later events may have changed.
+        let view = event_view(event)
+            .with_entity(step.entity.clone().unwrap_or_else(|| event.data.clone()));
+        let ctx = match self.context(step, action.as_ref(), workflow, &view).await {
             Ok(ctx) => ctx,
             Err(e) => {
                 return (
@@ -381,7 +384,7 @@ impl Executor {
                 );
             }
         };
-        let scope = ctx.template_scope();
+        let scope = view.template_scope(ctx.workflow.clone());
         let secrets = action.secret_params();
         // Rendering is bounded (fuel, work, --max-rendered-bytes) but may take tens of
         // milliseconds: it runs on a blocking thread, not on the runtime's.
@@ -452,30 +455,10 @@ impl Executor {
             .execute_with_lease(step, action.execute(params, &ctx))
             .await;
         match result {
-            Ok(outcome) => {
-                let mut wait_ms = None;
-                let mut set_status = None;
-                let mut remove = Vec::new();
-                for effect in outcome.effects {
-                    match effect {
-                        Effect::Wait { duration } => {
-                            wait_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
-                        }
-                        Effect::SetEntityStatus { status } => set_status = Some(status),
-                        Effect::RemovePushSubscription { endpoint } => remove.push(endpoint),
-                    }
-                }
-                (
-                    StepFinish::Succeeded {
-                        summary: outcome.summary,
-                        output: outcome.output,
-                        wait_ms,
-                        set_status,
-                        remove_push_subscriptions: remove,
-                    },
-                    endpoint.map(EndpointReport::Succeeded),
-                )
-            }
+            Ok(outcome) => (
+                effects::succeeded(action.as_ref(), outcome),
+                endpoint.map(EndpointReport::Succeeded),
+            ),
             Err(ActionError::Retryable { reason, after }) => (
                 self.retry_or_fail(step, reason, after),
                 endpoint.map(EndpointReport::Failed),
@@ -557,30 +540,19 @@ impl Executor {
     async fn context(
         &self,
         step: &ClaimedStep,
+        action: &dyn DynAction,
         workflow: &PreparedWorkflow,
-        event: &EventRecord,
+        view: &EventView,
     ) -> StoreResult<StepContext> {
         let execution = &step.execution;
-        let entity = step.entity.clone().unwrap_or_else(|| event.data.clone());
         let tenant = step.tenant.clone();
-        let push_subscriptions = if self
-            .actions
-            .get(&step.action_type)
-            .is_some_and(|a| a.kind() == "send_push")
-        {
-            self.store
-                .push_subscriptions(execution.tenant_id)
-                .await?
-                .into_iter()
-                .map(|(endpoint, p256dh, auth)| PushSubscription {
-                    endpoint,
-                    p256dh,
-                    auth,
-                })
-                .collect()
-        } else {
-            Vec::new()
+        let mut tenant_view = TenantView {
+            id: execution.tenant_id,
+            name: tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            notification_email: tenant.and_then(|t| t.notification_email),
+            push_subscriptions: Vec::new(),
         };
+        effects::load_records(&self.store, action.needs(), &mut tenant_view).await?;
         Ok(StepContext {
             step_id: step.step_id,
             execution_id: execution.id,
@@ -588,15 +560,10 @@ impl Executor {
             attempt: u32::try_from(step.attempt).unwrap_or(u32::MAX),
             entity_type: execution.entity_type.clone(),
             entity_id: execution.entity_id.clone(),
-            entity,
-            event: event_json(event),
+            entity: view.entity.clone(),
+            event: view.event.clone(),
             workflow: json!({"guid": execution.workflow_id, "name": workflow.spec.name, "version": execution.workflow_version}),
-            tenant: TenantView {
-                id: execution.tenant_id,
-                name: tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-                notification_email: tenant.and_then(|t| t.notification_email),
-                push_subscriptions,
-            },
+            tenant: tenant_view,
             template_limits: self.settings.template_limits,
         })
     }
@@ -674,34 +641,22 @@ fn outcome_batcher(
     })
 }
 
-/// What conditions see: `entity` (the event's data), `event` and `tenant`.
-pub fn eval_input(event: &EventRecord) -> EvalInput {
-    EvalInput {
-        entity: event.data.clone(),
-        event: event_json(event),
-        tenant: json!({"id": event.tenant_id}),
-    }
-}
-
-/// The event as conditions and templates see it.
-pub fn event_json(event: &EventRecord) -> Value {
-    let mut view = json!({
-        "id": event.event_key,
-        "trigger": event.trigger,
-        "entityType": event.entity_type,
-        "entityId": event.entity_id,
-        "occurredAt": event.occurred_at,
-        "previous": event.previous.clone().unwrap_or_else(|| json!({})),
-        "depth": event.depth,
-        "causationId": event.causation_id,
-    });
-    // A schedule tick also says when it was due (CONTRACT §5: `scheduledAt` = `occurredAt`).
-    if crate::domain::schedule::tick_owner(&event.trigger, &event.event_key).is_some()
-        && let Some(fields) = view.as_object_mut()
-    {
-        fields.insert("scheduledAt".to_owned(), json!(event.occurred_at));
-    }
-    view
+/// The view of a stored event that conditions and templates see ([`EventView`]), with the event's
+/// own data as the entity: what its conditions are evaluated against.
+pub fn event_view(event: &EventRecord) -> EventView {
+    EventView::new(
+        &EventFacts {
+            key: &event.event_key,
+            trigger: &event.trigger,
+            entity_type: &event.entity_type,
+            entity_id: &event.entity_id,
+            occurred_at: event.occurred_at,
+            previous: event.previous.as_ref(),
+            depth: event.depth,
+            causation_id: event.causation_id,
+        },
+        event.data.clone(),
+    )
 }
 
 fn chain_marker(workflow_id: Uuid, entity_type: &str, entity_id: &str) -> String {
@@ -719,4 +674,58 @@ fn hostname() -> String {
         })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "switchyard".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> EventRecord {
+        EventRecord {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            event_key: "evt-1".to_owned(),
+            entity_type: "order".to_owned(),
+            entity_id: "o-1".to_owned(),
+            trigger: "order_paid".to_owned(),
+            data: json!({"total": 120}),
+            previous: Some(json!({"status": "pending"})),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            received_at: chrono::DateTime::UNIX_EPOCH,
+            causation_id: None,
+            depth: 0,
+            chain: Vec::new(),
+            state: "processed".to_owned(),
+            outcome: None,
+        }
+    }
+
+    /// Actions (the built-in email templates among them) build the scope from their
+    /// `StepContext`; it is the one the engine renders parameters against.
+    #[test]
+    fn a_step_context_renders_against_the_engine_s_template_scope() {
+        let event = event();
+        let view = event_view(&event).with_entity(json!({"total": 130}));
+        let workflow = json!({"guid": Uuid::nil(), "name": "Paid", "version": 1});
+        let ctx = StepContext {
+            step_id: Uuid::nil(),
+            execution_id: Uuid::nil(),
+            workflow_id: Uuid::nil(),
+            attempt: 1,
+            entity_type: event.entity_type.clone(),
+            entity_id: event.entity_id.clone(),
+            entity: view.entity.clone(),
+            event: view.event.clone(),
+            workflow: workflow.clone(),
+            tenant: TenantView::default(),
+            template_limits: Default::default(),
+        };
+        assert_eq!(ctx.template_scope(), view.template_scope(workflow));
+        // Conditions saw the event's own data; the step sees the entity as it is now.
+        assert_eq!(
+            event_view(&event).conditions(event.tenant_id).entity,
+            json!({"total": 120})
+        );
+        assert_eq!(ctx.template_scope()["event"], event_view(&event).event);
+    }
 }

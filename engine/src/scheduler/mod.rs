@@ -39,10 +39,9 @@ use switchyard_schemas::EntityType;
 use switchyard_triggers::CronSchedule;
 use uuid::Uuid;
 
-use crate::executor::Executor;
-use crate::queue::Job;
+use crate::queue::{Dispatch, Job};
 use crate::store::{
-    NewEvent, ScheduledWorkflow, StoreError, StoreResult, TickClaim, from_ms, now_ms,
+    NewEvent, ScheduledWorkflow, Store, StoreError, StoreResult, TickClaim, from_ms, now_ms,
 };
 
 pub use crate::domain::schedule::{TICK_ENTITY_ID, tick_event_key};
@@ -60,7 +59,11 @@ struct Tracked {
 
 /// The scheduler of one process.
 pub struct Scheduler {
-    executor: Arc<Executor>,
+    store: Store,
+    /// Told about a fired tick's event after its commit.
+    dispatch: Arc<dyn Dispatch>,
+    /// This process's id, recorded on the ticks it claims or skips.
+    worker_id: String,
     /// The schedule trigger codes of the catalog (`order_schedule`, …).
     triggers: Vec<&'static str>,
     /// Compiled per (workflow, version); `None` for a stored schedule that does not parse (it was
@@ -70,14 +73,16 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(executor: Arc<Executor>) -> Self {
+    pub fn new(store: Store, dispatch: Arc<dyn Dispatch>, worker_id: String) -> Self {
         let triggers = switchyard_triggers::all()
             .iter()
             .filter(|t| t.scheduled)
             .map(|t| t.code)
             .collect();
         Self {
-            executor,
+            store,
+            dispatch,
+            worker_id,
             triggers,
             crons: HashMap::new(),
             tracked: HashMap::new(),
@@ -113,7 +118,7 @@ impl Scheduler {
 
     /// One pass at `now`: every active schedule, its due tick fired or skipped.
     pub async fn pass(&mut self, now: DateTime<Utc>) -> StoreResult<()> {
-        let schedules = self.executor.store.active_schedules(&self.triggers).await?;
+        let schedules = self.store.active_schedules(&self.triggers).await?;
         // Toggled off, deleted, or moved to another trigger: forget them, so a workflow toggled on
         // again starts from its new `updated_at`.
         let live: HashSet<Uuid> = schedules.iter().map(|s| s.id).collect();
@@ -145,12 +150,7 @@ impl Scheduler {
             }
             Some(t) => t.after.max(saved),
             None => {
-                let last = self
-                    .executor
-                    .store
-                    .last_tick(s.tenant_id, s.id)
-                    .await?
-                    .map(from_ms);
+                let last = self.store.last_tick(s.tenant_id, s.id).await?.map(from_ms);
                 last.map_or(saved, |last| last.max(saved))
             }
         };
@@ -162,11 +162,10 @@ impl Scheduler {
                     tenant_id: s.tenant_id,
                     workflow_version: s.version,
                     tick_at: tick.timestamp_millis(),
-                    recorded_by: self.executor.worker_id.clone(),
+                    recorded_by: self.worker_id.clone(),
                 };
                 if let Some(skip) = &plan.skip {
                     let recorded = self
-                        .executor
                         .store
                         .skip_tick(&claim(skip.tick), &skip.reason)
                         .await?;
@@ -214,20 +213,20 @@ impl Scheduler {
             chain: Vec::new(),
             update_entity: false,
         };
-        let Some(event_id) = self.executor.store.claim_tick(&claim, &event).await? else {
+        let Some(event_id) = self.store.claim_tick(&claim, &event).await? else {
             return Ok(());
         };
         tracing::debug!(workflow = %s.id, tick = claim.tick_at, "schedule tick fired");
         metrics::counter!("switchyard_schedule_ticks_total", "outcome" => "fired").increment(1);
-        self.executor
-            .dispatch(&[(
-                Job::ProcessEvent {
-                    tenant_id: s.tenant_id,
-                    event_id,
-                },
-                now_ms(),
-            )])
-            .await;
+        let job = Job::ProcessEvent {
+            tenant_id: s.tenant_id,
+            event_id,
+        };
+        // The event is committed as `pending`: a queue that is down now is not an error, the
+        // sweeper dispatches it once the queue is back.
+        if let Err(e) = self.dispatch.dispatch(&[(job, now_ms())]).await {
+            tracing::warn!(workflow = %s.id, error = %e, "dispatching a tick's event failed; the sweeper will retry");
+        }
         Ok(())
     }
 
@@ -237,7 +236,6 @@ impl Scheduler {
             return Ok(found.clone());
         }
         let spec = self
-            .executor
             .store
             .workflow_version(s.tenant_id, s.id, s.version)
             .await?;

@@ -2,11 +2,10 @@
 //! `eventId`), snapshots the entity's previous data and records the new data, in one transaction.
 
 use serde_json::{Map, Value};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use switchyard_schemas::EntityType;
 use uuid::Uuid;
 
+use super::row::Columns;
 use super::tenants::{parse_uuid, tenant_and_id};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 
@@ -68,34 +67,29 @@ fn json(text: &str, what: &str) -> StoreResult<Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn decode_event(row: &AnyRow) -> StoreResult<EventRecord> {
-    decode_event_at(row, 0)
-}
-
-/// An event from [`EVENT_COLUMNS`] starting at column `base` of a wider row.
-pub(crate) fn decode_event_at(row: &AnyRow, base: usize) -> StoreResult<EventRecord> {
-    let previous: Option<String> = row.try_get(base + 7)?;
-    let causation: Option<String> = row.try_get(base + 10)?;
-    let chain: String = row.try_get(base + 12)?;
-    let outcome: Option<String> = row.try_get(base + 14)?;
+/// An event from [`EVENT_COLUMNS`] (under a table prefix when the query joined others).
+pub(crate) fn decode_event(row: Columns<'_>) -> StoreResult<EventRecord> {
+    let previous: Option<String> = row.get("previous")?;
+    let chain: String = row.get("chain")?;
+    let outcome: Option<String> = row.get("outcome")?;
     Ok(EventRecord {
-        id: parse_uuid(&row.try_get::<String, _>(base)?)?,
-        tenant_id: parse_uuid(&row.try_get::<String, _>(base + 1)?)?,
-        event_key: row.try_get(base + 2)?,
-        entity_type: row.try_get(base + 3)?,
-        entity_id: row.try_get(base + 4)?,
-        trigger: row.try_get(base + 5)?,
-        data: json(&row.try_get::<String, _>(base + 6)?, "event data")?,
+        id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        event_key: row.get("event_key")?,
+        entity_type: row.get("entity_type")?,
+        entity_id: row.get("entity_id")?,
+        trigger: row.get("trig")?,
+        data: json(&row.get::<String>("data")?, "event data")?,
         previous: previous
             .as_deref()
             .map(|p| json(p, "event previous"))
             .transpose()?,
-        occurred_at: from_ms(row.try_get(base + 8)?),
-        received_at: from_ms(row.try_get(base + 9)?),
-        causation_id: causation.as_deref().map(parse_uuid).transpose()?,
-        depth: row.try_get(base + 11)?,
+        occurred_at: row.time("occurred_at")?,
+        received_at: row.time("received_at")?,
+        causation_id: row.opt_uuid("causation_id")?,
+        depth: row.get("depth")?,
         chain: serde_json::from_str(&chain).unwrap_or_default(),
-        state: row.try_get(base + 13)?,
+        state: row.get("state")?,
         outcome: outcome
             .as_deref()
             .map(|o| json(o, "event outcome"))
@@ -122,7 +116,7 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     .fetch_optional(&mut **tx)
     .await
     .map_err(StoreError::from_sqlx)?
-    .map(|r| r.try_get(0))
+    .map(|r| Columns::of(&r).get("data"))
     .transpose()?;
     let previous = match &event.previous {
         Some(p) => Some(Value::Object(p.clone()).to_string()),
@@ -156,14 +150,13 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     .map_err(StoreError::from_sqlx)?;
 
     if inserted.rows_affected() == 0 {
-        let existing: String =
-            sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND event_key = $2")
-                .bind(&tenant)
-                .bind(&key)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(StoreError::from_sqlx)?
-                .try_get(0)?;
+        let existing = sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND event_key = $2")
+            .bind(&tenant)
+            .bind(&key)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let existing: String = Columns::of(&existing).get("id")?;
         return Ok(Ingested {
             id: parse_uuid(&existing)?,
             event_key: key,
@@ -208,12 +201,12 @@ pub(crate) async fn reserve_chain_executions(
         return Ok(0);
     }
     let root: Option<String> =
-        sqlx::query("SELECT COALESCE(root_id, id) FROM events WHERE id = $1")
+        sqlx::query("SELECT COALESCE(root_id, id) AS root_id FROM events WHERE id = $1")
             .bind(event_id.to_string())
             .fetch_optional(&mut **tx)
             .await
             .map_err(StoreError::from_sqlx)?
-            .map(|r| r.try_get(0))
+            .map(|r| Columns::of(&r).get("root_id"))
             .transpose()?;
     let root = root.unwrap_or_else(|| event_id.to_string());
     sqlx::query(
@@ -226,15 +219,15 @@ pub(crate) async fn reserve_chain_executions(
     .await
     .map_err(StoreError::from_sqlx)?;
     let wanted_i64 = i64::try_from(wanted).unwrap_or(i64::MAX);
-    let after: i64 = sqlx::query(
+    let after = sqlx::query(
         "UPDATE event_chains SET executions = executions + $1 WHERE root_id = $2 RETURNING executions",
     )
     .bind(wanted_i64)
     .bind(&root)
     .fetch_one(&mut **tx)
     .await
-    .map_err(StoreError::from_sqlx)?
-    .try_get(0)?;
+    .map_err(StoreError::from_sqlx)?;
+    let after: i64 = Columns::of(&after).get("executions")?;
     let before = after.saturating_sub(wanted_i64);
     let room = (i64::from(limit) - before).clamp(0, wanted_i64);
     Ok(usize::try_from(room).unwrap_or(0))
@@ -296,7 +289,7 @@ impl Store {
             // before its statistics exist, answers an `IN` list by walking the tenant's events.
             let sql = format!(
                 "WITH v (k) AS (VALUES {}) SELECT v.k, \
-                 (SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.event_key = v.k) FROM v",
+                 (SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.event_key = v.k) AS id FROM v",
                 super::values_list(chunk.len(), 1, 2)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
@@ -308,8 +301,9 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
-                if let Some(id) = row.try_get::<Option<String>, _>(1)? {
-                    found.insert(row.try_get(0)?, parse_uuid(&id)?);
+                let row = Columns::of(&row);
+                if let Some(id) = row.opt_uuid("id")? {
+                    found.insert(row.get("k")?, id);
                 }
             }
         }
@@ -330,7 +324,7 @@ impl Store {
             // tenant and type.
             let sql = format!(
                 "WITH v (k) AS (VALUES {}) SELECT v.k, (SELECT e.data FROM entities e \
-                 WHERE e.tenant_id = $1 AND e.entity_type = $2 AND e.entity_id = v.k) FROM v",
+                 WHERE e.tenant_id = $1 AND e.entity_type = $2 AND e.entity_id = v.k) AS data FROM v",
                 super::values_list(chunk.len(), 1, 3)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -344,8 +338,9 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
-                if let Some(data) = row.try_get::<Option<String>, _>(1)? {
-                    found.insert(row.try_get(0)?, json(&data, "entity data")?);
+                let row = Columns::of(&row);
+                if let Some(data) = row.get::<Option<String>>("data")? {
+                    found.insert(row.get("k")?, json(&data, "entity data")?);
                 }
             }
         }
@@ -394,7 +389,7 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
-                inserted.insert(row.try_get::<String, _>(0)?);
+                inserted.insert(Columns::of(&row).get::<String>("id")?);
             }
         }
         let stored: Vec<&EventWrite> = writes
@@ -464,14 +459,14 @@ impl Store {
                     steps,
                 ));
             } else {
-                let existing: String =
+                let existing =
                     sqlx::query("SELECT id FROM events WHERE tenant_id = $1 AND event_key = $2")
                         .bind(event.tenant_id.to_string())
                         .bind(event.event_key.clone())
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(StoreError::from_sqlx)?
-                        .try_get(0)?;
+                        .map_err(StoreError::from_sqlx)?;
+                let existing: String = Columns::of(&existing).get("id")?;
                 out.push((
                     Ingested {
                         id: parse_uuid(&existing)?,
@@ -502,7 +497,9 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        row.as_ref().map(decode_event).transpose()
+        row.as_ref()
+            .map(|row| decode_event(Columns::of(row)))
+            .transpose()
     }
 
     /// An event found by the client's own id (`eventId`).
@@ -519,7 +516,9 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        row.as_ref().map(decode_event).transpose()
+        row.as_ref()
+            .map(|row| decode_event(Columns::of(row)))
+            .transpose()
     }
 
     /// The tenant's events, newest first, optionally of one entity type and trigger, within a
@@ -535,7 +534,7 @@ impl Store {
         max_chars: i64,
     ) -> StoreResult<(Vec<EventRecord>, bool)> {
         let mut sql = "SELECT id, LENGTH(data) + COALESCE(LENGTH(previous), 0) + \
-                       COALESCE(LENGTH(outcome), 0) FROM events WHERE tenant_id = $1"
+                       COALESCE(LENGTH(outcome), 0) AS size FROM events WHERE tenant_id = $1"
             .to_owned();
         let mut n = 2;
         if before.is_some() {
@@ -577,7 +576,7 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
         let events = rows
             .iter()
-            .map(decode_event)
+            .map(|row| decode_event(Columns::of(row)))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok((events, cut))
     }
@@ -590,7 +589,9 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        row.as_ref().map(decode_event).transpose()
+        row.as_ref()
+            .map(|row| decode_event(Columns::of(row)))
+            .transpose()
     }
 
     /// Pending events nobody holds, oldest first, as (tenant id, event id): the sweeper's safety
@@ -610,7 +611,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// Pending events nobody holds, at most `limit`, as (tenant id, event id), served round-robin
@@ -643,7 +644,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// The entity's latest data, as the engine last stored it.
@@ -662,7 +663,7 @@ impl Store {
         .fetch_optional(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        row.map(|r| json(&r.try_get::<String, _>(0)?, "entity data"))
+        row.map(|r| json(&Columns::of(&r).get::<String>("data")?, "entity data"))
             .transpose()
     }
 }
@@ -699,7 +700,7 @@ pub(crate) async fn entity_for_update(
     .await
     .map_err(StoreError::from_sqlx)?;
     match row {
-        Some(r) => match json(&r.try_get::<String, _>(0)?, "entity data")? {
+        Some(r) => match json(&Columns::of(&r).get::<String>("data")?, "entity data")? {
             Value::Object(map) => Ok(Some(map)),
             _ => Ok(Some(Map::new())),
         },

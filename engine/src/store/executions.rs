@@ -3,14 +3,14 @@
 //! with its effects and the next step — in one transaction, before the job is acknowledged.
 
 use serde_json::{Map, Value, json};
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use switchyard_actions::RecordKind;
 use switchyard_schemas::EntityType;
 use uuid::Uuid;
 
 use std::collections::HashMap;
 
 use super::events::{EventRecord, NewEvent, entity_for_update, insert_event};
+use super::row::{Columns, aliased};
 use super::tenants::{TenantRecord, parse_uuid, tenant_and_id};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 use crate::domain::{
@@ -115,6 +115,12 @@ fn execution_status(text: &str) -> StoreResult<ExecutionStatus> {
         .ok_or_else(|| StoreError::Corrupt(format!("unknown execution status `{text}`")))
 }
 
+/// A step status as stored; anything else is a corrupt row.
+fn step_status(text: &str) -> StoreResult<StepStatus> {
+    StepStatus::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown step status `{text}`")))
+}
+
 /// The step statuses `keep` selects, as an SQL list of literals (`'queued', 'pending'`).
 fn sql_list(keep: fn(StepStatus) -> bool) -> String {
     StepStatus::ALL
@@ -150,15 +156,6 @@ fn key_list(rows: usize, cols: usize, start: usize) -> String {
         .join(", ")
 }
 
-/// `a, b` → `t.a, t.b`.
-fn prefixed(table: &str, columns: &str) -> String {
-    columns
-        .split(',')
-        .map(|c| format!("{table}.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// What claiming a step found.
 #[derive(Debug, Clone)]
 pub enum Claim {
@@ -177,7 +174,8 @@ pub enum StepFinish {
         /// Delay before the next step (a `delay` step), in ms.
         wait_ms: Option<i64>,
         set_status: Option<String>,
-        remove_push_subscriptions: Vec<String>,
+        /// Tenant records to forget: (kind, key).
+        forget: Vec<(RecordKind, String)>,
     },
     /// Try again at `at` (Unix ms).
     Retry { error: String, at: i64 },
@@ -210,22 +208,22 @@ pub const SHOWN_ATTEMPTS: i64 = 100;
 const EXECUTION_COLUMNS: &str = "id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
      entity_id, status, pause_reason, step_count, current_step, created_at, updated_at, finished_at";
 
-fn decode_execution(row: &AnyRow) -> StoreResult<ExecutionRecord> {
+fn decode_execution(row: Columns<'_>) -> StoreResult<ExecutionRecord> {
     Ok(ExecutionRecord {
-        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
-        workflow_id: parse_uuid(&row.try_get::<String, _>(2)?)?,
-        workflow_version: row.try_get(3)?,
-        event_id: parse_uuid(&row.try_get::<String, _>(4)?)?,
-        entity_type: row.try_get(5)?,
-        entity_id: row.try_get(6)?,
-        status: execution_status(&row.try_get::<String, _>(7)?)?,
-        pause_reason: row.try_get(8)?,
-        step_count: row.try_get(9)?,
-        current_step: row.try_get(10)?,
-        created_at: from_ms(row.try_get(11)?),
-        updated_at: from_ms(row.try_get(12)?),
-        finished_at: row.try_get::<Option<i64>, _>(13)?.map(from_ms),
+        id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        workflow_id: row.uuid("workflow_id")?,
+        workflow_version: row.get("workflow_version")?,
+        event_id: row.uuid("event_id")?,
+        entity_type: row.get("entity_type")?,
+        entity_id: row.get("entity_id")?,
+        status: execution_status(&row.get::<String>("status")?)?,
+        pause_reason: row.get("pause_reason")?,
+        step_count: row.get("step_count")?,
+        current_step: row.get("current_step")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        finished_at: row.opt_time("finished_at")?,
     })
 }
 
@@ -310,7 +308,7 @@ pub(crate) async fn insert_executions(
             .await
             .map_err(StoreError::from_sqlx)?;
         for row in rows {
-            created.insert(row.try_get::<String, _>(0)?);
+            created.insert(Columns::of(&row).get::<String>("id")?);
         }
     }
     let steps: Vec<(&NewExecution, usize)> = executions
@@ -397,13 +395,14 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
+                let row = Columns::of(&row);
                 taken.push(Taken {
-                    step_id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-                    execution_id: row.try_get(1)?,
-                    position: row.try_get(2)?,
-                    action_type: row.try_get(3)?,
-                    attempt: row.try_get(4)?,
-                    failures: row.try_get(5)?,
+                    step_id: row.uuid("id")?,
+                    execution_id: row.get("execution_id")?,
+                    position: row.get("position")?,
+                    action_type: row.get("action_type")?,
+                    attempt: row.get("attempts")?,
+                    failures: row.get("failures")?,
                 });
             }
         }
@@ -436,17 +435,17 @@ impl Store {
             let sql = format!(
                 // The entity is a correlated subquery, not a join, so PostgreSQL looks it up by
                 // its whole key even before its statistics exist (see `Store::entities_data`).
-                "SELECT {}, w.is_active, w.deleted_at, {}, \
+                "SELECT {}, w.is_active AS workflow_active, w.deleted_at AS workflow_deleted_at, {}, \
                  (SELECT en.data FROM entities en WHERE en.tenant_id = e.tenant_id \
-                   AND en.entity_type = e.entity_type AND en.entity_id = e.entity_id), \
-                 t.name, t.notification_email \
+                   AND en.entity_type = e.entity_type AND en.entity_id = e.entity_id) AS entity_data, \
+                 t.name AS tenant_name, t.notification_email AS tenant_notification_email \
                  FROM executions e \
                  LEFT JOIN workflows w ON w.id = e.workflow_id \
                  JOIN events ev ON ev.id = e.event_id \
                  LEFT JOIN tenants t ON t.id = e.tenant_id \
                  WHERE e.id IN ({})",
-                prefixed("e", EXECUTION_COLUMNS),
-                prefixed("ev", super::events::EVENT_COLUMNS),
+                aliased("e", EXECUTION_COLUMNS),
+                aliased("ev", super::events::EVENT_COLUMNS),
                 super::in_list(chunk.len(), 1)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -458,20 +457,21 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
-                let execution = decode_execution(&row)?;
-                let active = row.try_get::<Option<i64>, _>(14)?.unwrap_or(0) != 0;
-                let deleted = row.try_get::<Option<i64>, _>(15)?.is_some();
-                let event = super::events::decode_event_at(&row, 16)?;
+                let execution = decode_execution(Columns::prefixed(&row, "e"))?;
+                let event = super::events::decode_event(Columns::prefixed(&row, "ev"))?;
+                let row = Columns::of(&row);
+                let active = row.get::<Option<i64>>("workflow_active")?.unwrap_or(0) != 0;
+                let deleted = row.get::<Option<i64>>("workflow_deleted_at")?.is_some();
                 let entity = row
-                    .try_get::<Option<String>, _>(31)?
+                    .get::<Option<String>>("entity_data")?
                     .and_then(|text| serde_json::from_str(&text).ok());
                 let tenant = row
-                    .try_get::<Option<String>, _>(32)?
+                    .get::<Option<String>>("tenant_name")?
                     .map(|name| -> StoreResult<TenantRecord> {
                         Ok(TenantRecord {
                             id: execution.tenant_id,
                             name,
-                            notification_email: row.try_get(33)?,
+                            notification_email: row.get("tenant_notification_email")?,
                         })
                     })
                     .transpose()?;
@@ -610,9 +610,11 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
             for row in rows {
+                let row = Columns::of(&row);
                 disabled.entry(tenant).or_default().push((
-                    row.try_get(0)?,
-                    row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                    row.get("url")?,
+                    row.get::<Option<String>>("disabled_reason")?
+                        .unwrap_or_default(),
                 ));
             }
         }
@@ -681,8 +683,9 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
-                let status: String = row.try_get("status")?;
-                statuses.insert(row.try_get("id")?, execution_status(&status)?);
+                let row = Columns::of(&row);
+                let status = execution_status(&row.get::<String>("status")?)?;
+                statuses.insert(row.get("id")?, status);
             }
         }
         let transitions: Vec<domain::Transition> = outcomes
@@ -785,7 +788,7 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
-                recorded.insert(found.try_get::<String, _>(0)?);
+                recorded.insert(Columns::of(&found).get::<String>("id")?);
             }
         }
         let kept: Vec<usize> = (0..outcomes.len())
@@ -845,20 +848,11 @@ impl Store {
             let tenant = execution.tenant_id.to_string();
             if t.apply_effects
                 && let StepFinish::Succeeded {
-                    set_status,
-                    remove_push_subscriptions,
-                    ..
+                    set_status, forget, ..
                 } = &o.finish
             {
-                for endpoint in remove_push_subscriptions {
-                    sqlx::query(
-                        "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2",
-                    )
-                    .bind(&tenant)
-                    .bind(endpoint.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
+                for (kind, key) in forget {
+                    forget_tenant_record(&mut tx, &tenant, *kind, key).await?;
                 }
                 if let Some(status) = set_status {
                     for event_id in emit_status_change(&mut tx, step, &o.cause, status).await? {
@@ -892,7 +886,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-                let next_step = parse_uuid(&row.try_get::<String, _>(0)?)?;
+                let next_step = Columns::of(&row).uuid("id")?;
                 let status = t
                     .execution
                     .map(|(status, _)| status)
@@ -975,7 +969,7 @@ impl Store {
         .fetch_all(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// Queued steps that are due, at most `limit`, as (tenant id, step id), served round-robin
@@ -1007,7 +1001,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| tenant_and_id(r, 0)).collect()
+        rows.iter().map(tenant_and_id).collect()
     }
 
     /// Due steps that have waited longer than `stale_ms` and were not re-dispatched in that time:
@@ -1032,8 +1026,8 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
             .map(|r| {
-                let (tenant_id, id) = tenant_and_id(r, 0)?;
-                Ok((tenant_id, id, r.try_get::<i64, _>(2)?))
+                let r = Columns::of(r);
+                Ok((r.uuid("tenant_id")?, r.uuid("id")?, r.get("next_run_at")?))
             })
             .collect()
     }
@@ -1052,10 +1046,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
-        let ids: Vec<(Uuid, Uuid)> = rows
-            .iter()
-            .map(|r| tenant_and_id(r, 0))
-            .collect::<StoreResult<_>>()?;
+        let ids: Vec<(Uuid, Uuid)> = rows.iter().map(tenant_and_id).collect::<StoreResult<_>>()?;
         for (_, id) in &ids {
             sqlx::query(
                 "UPDATE attempts SET ended_at = $1, outcome = 'abandoned', \
@@ -1084,7 +1075,9 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        row.as_ref().map(decode_execution).transpose()
+        row.as_ref()
+            .map(|row| decode_execution(Columns::of(row)))
+            .transpose()
     }
 
     /// [`Store::list_executions`] with every execution's steps, within a size budget (see
@@ -1100,10 +1093,10 @@ impl Store {
         max_chars: i64,
     ) -> StoreResult<(Vec<(ExecutionRecord, Vec<StepRecord>)>, bool)> {
         let mut sql = format!(
-            "SELECT e.id, (SELECT CAST(COALESCE(SUM((COALESCE(LENGTH(s.output), 0) \
+            "SELECT e.id AS id, (SELECT CAST(COALESCE(SUM((COALESCE(LENGTH(s.output), 0) \
                + COALESCE(LENGTH(s.last_error), 0) + 256) \
                * (1 + CASE WHEN s.attempts > {SHOWN_ATTEMPTS} THEN {SHOWN_ATTEMPTS} ELSE s.attempts END)), 0) AS BIGINT) \
-               FROM steps s WHERE s.execution_id = e.id) \
+               FROM steps s WHERE s.execution_id = e.id) AS size \
              FROM executions e WHERE e.tenant_id = $1"
         );
         let mut binds: Vec<String> = vec![tenant_id.to_string()];
@@ -1146,7 +1139,7 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
         let mut page = Vec::with_capacity(rows.len());
         for row in &rows {
-            let execution = decode_execution(row)?;
+            let execution = decode_execution(Columns::of(row))?;
             let steps = self.execution_steps(tenant_id, execution.id).await?;
             page.push((execution, steps));
         }
@@ -1186,7 +1179,9 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(decode_execution).collect()
+        rows.iter()
+            .map(|row| decode_execution(Columns::of(row)))
+            .collect()
     }
 
     /// Every step of an execution with its latest [`SHOWN_ATTEMPTS`] attempts (`attempt_count`
@@ -1208,19 +1203,19 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         let mut steps = Vec::with_capacity(rows.len());
         for r in &rows {
-            let status: String = r.try_get(3)?;
-            let status = StepStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown step status `{status}`")))?;
+            let r = Columns::of(r);
+            let status = step_status(&r.get::<String>("status")?)?;
+            let next_run_at = r.get::<Option<i64>>("next_run_at")?;
             steps.push(StepRecord {
-                id: parse_uuid(&r.try_get::<String, _>(0)?)?,
-                position: r.try_get(1)?,
-                action_type: r.try_get(2)?,
+                id: r.uuid("id")?,
+                position: r.get("position")?,
+                action_type: r.get("action_type")?,
                 next_run_at: (status == StepStatus::Queued)
-                    .then(|| from_ms(r.try_get(5).unwrap_or_default())),
+                    .then(|| from_ms(next_run_at.unwrap_or_default())),
                 status,
-                attempt_count: r.try_get(4)?,
-                output: parse_json(r.try_get(6)?),
-                last_error: r.try_get(7)?,
+                attempt_count: r.get("attempts")?,
+                output: parse_json(r.get("output")?),
+                last_error: r.get("last_error")?,
                 attempts: Vec::new(),
             });
         }
@@ -1237,16 +1232,17 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         for r in &attempts {
-            let step_id = parse_uuid(&r.try_get::<String, _>(0)?)?;
+            let r = Columns::of(r);
+            let step_id = r.uuid("step_id")?;
             if let Some(step) = steps.iter_mut().find(|s| s.id == step_id) {
                 step.attempts.push(AttemptRecord {
-                    number: r.try_get(1)?,
-                    worker: r.try_get(2)?,
-                    started_at: from_ms(r.try_get(3)?),
-                    ended_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
-                    outcome: r.try_get(5)?,
-                    error: r.try_get(6)?,
-                    output: parse_json(r.try_get(7)?),
+                    number: r.get("number")?,
+                    worker: r.get("worker")?,
+                    started_at: r.time("started_at")?,
+                    ended_at: r.opt_time("ended_at")?,
+                    outcome: r.get("outcome")?,
+                    error: r.get("error")?,
+                    output: parse_json(r.get("output")?),
                 });
             }
         }
@@ -1293,11 +1289,10 @@ impl Store {
         let mut jobs = Vec::new();
         let resumable = sql_list(StepStatus::is_idle);
         for r in &rows {
-            let id: String = r.try_get("id")?;
-            let status: String = r.try_get("status")?;
-            let Some(position) =
-                domain::resume(execution_status(&status)?, r.try_get("current_step")?)
-            else {
+            let r = Columns::of(r);
+            let id: String = r.get("id")?;
+            let status = execution_status(&r.get::<String>("status")?)?;
+            let Some(position) = domain::resume(status, r.get("current_step")?) else {
                 continue;
             };
             let step = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1324,7 +1319,7 @@ impl Store {
                 jobs.push((
                     Job::RunStep {
                         tenant_id,
-                        step_id: parse_uuid(&step.try_get::<String, _>(0)?)?,
+                        step_id: Columns::of(&step).uuid("id")?,
                     },
                     now,
                 ));
@@ -1361,7 +1356,7 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
         let ids: Vec<Uuid> = rows
             .iter()
-            .map(|r| parse_uuid(&r.try_get::<String, _>(0)?))
+            .map(|r| Columns::of(r).uuid("id"))
             .collect::<StoreResult<_>>()?;
         for id in &ids {
             // A running step finishes on its own and finds the execution cancelled.
@@ -1409,6 +1404,8 @@ impl Store {
         Ok(!existed)
     }
 
+    /// The tenant's push subscriptions ([`RecordKind::PushSubscription`]): (endpoint, p256dh,
+    /// auth), oldest first.
     pub async fn push_subscriptions(
         &self,
         tenant_id: Uuid,
@@ -1419,7 +1416,10 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(|r| {
+                let r = Columns::of(r);
+                Ok((r.get("endpoint")?, r.get("p256dh")?, r.get("auth")?))
+            })
             .collect()
     }
 
@@ -1428,29 +1428,33 @@ impl Store {
         let now = now_ms();
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM steps WHERE status = 'queued' AND next_run_at <= $1) \
-                  + (SELECT COUNT(*) FROM events WHERE state = 'pending'), \
-                    (SELECT COUNT(*) FROM steps WHERE status = 'queued' AND next_run_at > $1)",
+                  + (SELECT COUNT(*) FROM events WHERE state = 'pending') AS ready, \
+                    (SELECT COUNT(*) FROM steps WHERE status = 'queued' AND next_run_at > $1) AS delayed",
         )
         .bind(now)
         .fetch_one(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        let row = Columns::of(&row);
+        Ok((row.get("ready")?, row.get("delayed")?))
     }
 
     /// For `/metrics`: executions per non-terminal status (`queued`, `running`, `waiting`, `paused`). Terminal
     /// executions are most of the table and grow without end, so they are not counted: the
     /// `executions_status` index makes this an index-only count of the live ones.
-    pub async fn execution_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+    pub async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, i64)>> {
         let rows = sqlx::query(
-            "SELECT status, COUNT(*) FROM executions \
+            "SELECT status, COUNT(*) AS n FROM executions \
              WHERE status IN ('queued', 'running', 'waiting', 'paused') GROUP BY status",
         )
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| {
+                let r = Columns::of(r);
+                Ok((execution_status(&r.get::<String>("status")?)?, r.get("n")?))
+            })
             .collect()
     }
 }
@@ -1515,9 +1519,31 @@ async fn record_endpoint(
     Ok(())
 }
 
-/// `update_status`: sets the entity's status and emits `<entity>_status_changed` plus the trigger
-/// the status names, caused by the execution's event. Event keys derive from the step, so a
-/// re-run of the step emits nothing twice.
+/// An effect forgetting one of the tenant's records, mapped to the table that holds that kind.
+/// A record already gone is no error: the step may run again after its effects were applied.
+async fn forget_tenant_record(
+    tx: &mut Tx,
+    tenant: &str,
+    kind: RecordKind,
+    key: &str,
+) -> StoreResult<()> {
+    let sql = match kind {
+        RecordKind::PushSubscription => {
+            "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2"
+        }
+    };
+    sqlx::query(sql)
+        .bind(tenant)
+        .bind(key)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}
+
+/// A `set_status` effect: sets the entity's status and emits `<entity>_status_changed` plus the
+/// trigger the status names, caused by the execution's event. Event keys derive from the step,
+/// so a re-run of the step emits nothing twice.
 async fn emit_status_change(
     tx: &mut Tx,
     step: &ClaimedStep,

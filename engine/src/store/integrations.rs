@@ -4,11 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::tenants::parse_uuid;
+use super::row::Columns;
 use super::{Backend, Store, StoreError, StoreResult, from_ms, now_ms};
 
 /// `status` of an integration that accepts inbound webhooks.
@@ -78,18 +77,19 @@ const COLUMNS: &str =
     "id, tenant_id, provider, store_url, status, credentials, settings, connected_at, disabled_at";
 
 fn decode(row: &AnyRow) -> StoreResult<IntegrationRecord> {
-    let settings: String = row.try_get(6)?;
+    let row = Columns::of(row);
+    let settings: String = row.get("settings")?;
     Ok(IntegrationRecord {
-        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
-        provider: row.try_get(2)?,
-        store_url: row.try_get(3)?,
-        status: row.try_get(4)?,
-        credentials: row.try_get(5)?,
+        id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        provider: row.get("provider")?,
+        store_url: row.get("store_url")?,
+        status: row.get("status")?,
+        credentials: row.get("credentials")?,
         settings: serde_json::from_str(&settings)
             .map_err(|e| StoreError::Corrupt(format!("integration settings: {e}")))?,
-        connected_at: from_ms(row.try_get(7)?),
-        disabled_at: row.try_get::<Option<i64>, _>(8)?.map(from_ms),
+        connected_at: row.time("connected_at")?,
+        disabled_at: row.opt_time("disabled_at")?,
     })
 }
 
@@ -318,7 +318,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::from_sqlx)?;
-            let text: String = row.try_get(0)?;
+            let text: String = Columns::of(&row).get("event_keys")?;
             Some(serde_json::from_str(&text).unwrap_or_default())
         } else {
             None

@@ -10,6 +10,7 @@ mod executions;
 mod integrations;
 mod quotas;
 mod rotation;
+mod row;
 mod schedules;
 mod tenants;
 mod workflows;
@@ -261,23 +262,23 @@ pub(crate) fn in_list(n: usize, start: usize) -> String {
 /// always returned, so every row can be read.
 pub const PAGE_BUDGET_CHARS: i64 = 4 * 1024 * 1024;
 
-/// The first ids of a size query's rows, `(id, size)` in page order, whose sizes add up to at
+/// The first ids of a size query's rows (columns `id` and `size`), in page order, whose sizes add up to at
 /// most `max_chars` (always at least the first), and whether rows were left out. Listings measure
 /// first and load only what they keep, so a page of large documents is never read past the budget.
 pub(crate) fn within_budget(
     sizes: &[sqlx::any::AnyRow],
     max_chars: i64,
 ) -> StoreResult<(Vec<String>, bool)> {
-    use sqlx::Row;
     let mut kept: Vec<String> = Vec::new();
     let mut total = 0i64;
     for row in sizes {
-        let size: i64 = row.try_get::<Option<i64>, _>(1)?.unwrap_or(0);
+        let row = row::Columns::of(row);
+        let size: i64 = row.get::<Option<i64>>("size")?.unwrap_or(0);
         total = total.saturating_add(size);
         if total > max_chars && !kept.is_empty() {
             break;
         }
-        kept.push(row.try_get(0)?);
+        kept.push(row.get("id")?);
     }
     let cut = kept.len() < sizes.len();
     Ok((kept, cut))

@@ -3,22 +3,22 @@
 //! the last slot may both pass, so a quota can be overrun by the concurrency of one tenant's
 //! requests, never by more.
 
-use sqlx::Row;
 use uuid::Uuid;
 
+use super::row::Columns;
 use super::{Store, StoreError, StoreResult};
 
 impl Store {
     /// The tenant's workflows that are not deleted (managed ones included).
     pub async fn count_workflows(&self, tenant_id: Uuid) -> StoreResult<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) FROM workflows WHERE tenant_id = $1 AND deleted_at IS NULL",
+            "SELECT COUNT(*) AS n FROM workflows WHERE tenant_id = $1 AND deleted_at IS NULL",
         )
         .bind(tenant_id.to_string())
         .fetch_one(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        Ok(row.try_get(0)?)
+        Columns::of(&row).get("n")
     }
 
     /// The tenant's push subscriptions, and whether `endpoint` is one of them (saving it again
@@ -28,12 +28,13 @@ impl Store {
         tenant_id: Uuid,
         endpoint: &str,
     ) -> StoreResult<(i64, bool)> {
-        let count = sqlx::query("SELECT COUNT(*) FROM push_subscriptions WHERE tenant_id = $1")
-            .bind(tenant_id.to_string())
-            .fetch_one(self.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?
-            .try_get(0)?;
+        let count =
+            sqlx::query("SELECT COUNT(*) AS n FROM push_subscriptions WHERE tenant_id = $1")
+                .bind(tenant_id.to_string())
+                .fetch_one(self.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        let count = Columns::of(&count).get("n")?;
         let exists =
             sqlx::query("SELECT 1 FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
                 .bind(tenant_id.to_string())

@@ -4,9 +4,9 @@
 //! under one key or scheme and half under the other.
 
 use serde_json::Value;
-use sqlx::Row;
 use uuid::Uuid;
 
+use super::row::Columns;
 use super::tenants::parse_uuid;
 use super::{Store, StoreError};
 use crate::secrets::{MasterKey, SecretScope};
@@ -79,9 +79,10 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
         for row in &rows {
-            let id: String = row.try_get(0).map_err(StoreError::from)?;
-            let tenant: String = row.try_get(1).map_err(StoreError::from)?;
-            let sealed: String = row.try_get(2).map_err(StoreError::from)?;
+            let row = Columns::of(row);
+            let id: String = row.get("id")?;
+            let tenant: String = row.get("tenant_id")?;
+            let sealed: String = row.get("credentials")?;
             let scope = SecretScope::integration(parse_uuid(&tenant)?, parse_uuid(&id)?);
             let plain = old
                 .decrypt_any_scheme(&sealed, &scope)
@@ -101,10 +102,11 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?;
         for row in &rows {
-            let workflow: String = row.try_get(0).map_err(StoreError::from)?;
-            let version: i64 = row.try_get(1).map_err(StoreError::from)?;
-            let tenant: String = row.try_get(2).map_err(StoreError::from)?;
-            let text: String = row.try_get(3).map_err(StoreError::from)?;
+            let row = Columns::of(row);
+            let workflow: String = row.get("workflow_id")?;
+            let version: i64 = row.get("version")?;
+            let tenant: String = row.get("tenant_id")?;
+            let text: String = row.get("spec")?;
             let mut spec: Value = serde_json::from_str(&text)
                 .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))?;
             let scope = SecretScope::workflow(parse_uuid(&tenant)?, parse_uuid(&workflow)?);
@@ -132,7 +134,7 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
         if let Some(row) = check {
-            let sealed: String = row.try_get(0).map_err(StoreError::from)?;
+            let sealed: String = Columns::of(&row).get("value")?;
             let plain = old
                 .decrypt_any_scheme(&sealed, &check_scope)
                 .map_err(|_| RotateError::Undecryptable("the master key check".to_owned()))?;

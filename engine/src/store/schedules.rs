@@ -2,11 +2,10 @@
 //! record each tick fired or skipped. A tick's row is its claim: the `(workflow_id, tick_at)`
 //! primary key lets exactly one process record it.
 
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::events::{NewEvent, insert_event};
-use super::tenants::parse_uuid;
+use super::row::Columns;
 use super::{Store, StoreError, StoreResult, now_ms};
 
 /// An active workflow on a schedule trigger, as the scheduler lists it on every pass. The spec
@@ -68,13 +67,14 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
         rows.iter()
             .map(|r| {
+                let r = Columns::of(r);
                 Ok(ScheduledWorkflow {
-                    id: parse_uuid(&r.try_get::<String, _>(0)?)?,
-                    tenant_id: parse_uuid(&r.try_get::<String, _>(1)?)?,
-                    entity_type: r.try_get(2)?,
-                    trigger: r.try_get(3)?,
-                    version: r.try_get(4)?,
-                    updated_at: r.try_get(5)?,
+                    id: r.uuid("id")?,
+                    tenant_id: r.uuid("tenant_id")?,
+                    entity_type: r.get("entity_type")?,
+                    trigger: r.get("trigger_code")?,
+                    version: r.get("current_version")?,
+                    updated_at: r.get("updated_at")?,
                 })
             })
             .collect()
@@ -83,14 +83,14 @@ impl Store {
     /// The latest tick recorded for a workflow (fired or skipped), in milliseconds.
     pub async fn last_tick(&self, tenant_id: Uuid, workflow_id: Uuid) -> StoreResult<Option<i64>> {
         let row = sqlx::query(
-            "SELECT MAX(tick_at) FROM schedule_ticks WHERE tenant_id = $1 AND workflow_id = $2",
+            "SELECT MAX(tick_at) AS tick_at FROM schedule_ticks WHERE tenant_id = $1 AND workflow_id = $2",
         )
         .bind(tenant_id.to_string())
         .bind(workflow_id.to_string())
         .fetch_one(self.pool())
         .await
         .map_err(StoreError::from_sqlx)?;
-        Ok(row.try_get::<Option<i64>, _>(0)?)
+        Columns::of(&row).get::<Option<i64>>("tick_at")
     }
 
     /// Claims a tick and stores its event, in one transaction. `None` when another process
@@ -145,13 +145,14 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
             .map(|r| {
+                let r = Columns::of(r);
                 Ok(TickRecord {
-                    tick_at: r.try_get(0)?,
-                    workflow_version: r.try_get(1)?,
-                    skipped: r.try_get::<i64, _>(2)? != 0,
-                    reason: r.try_get(3)?,
-                    event_key: r.try_get(4)?,
-                    recorded_at: r.try_get(5)?,
+                    tick_at: r.get("tick_at")?,
+                    workflow_version: r.get("workflow_version")?,
+                    skipped: r.flag("skipped")?,
+                    reason: r.get("reason")?,
+                    event_key: r.get("event_key")?,
+                    recorded_at: r.get("recorded_at")?,
                 })
             })
             .collect()

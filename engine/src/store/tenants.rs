@@ -4,9 +4,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use uuid::Uuid;
 
+use super::row::Columns;
 use super::{Store, StoreError, StoreResult, now_ms};
 
 /// The prefix every Switchyard API key starts with.
@@ -59,13 +59,10 @@ pub(crate) fn parse_uuid(s: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad uuid `{s}`: {e}")))
 }
 
-/// A (tenant id, row id) pair read from columns `at` and `at + 1`: what a queue needs to serve a
-/// row's job in its tenant's turn.
-pub(crate) fn tenant_and_id(row: &sqlx::any::AnyRow, at: usize) -> StoreResult<(Uuid, Uuid)> {
-    Ok((
-        parse_uuid(&row.try_get::<String, _>(at)?)?,
-        parse_uuid(&row.try_get::<String, _>(at + 1)?)?,
-    ))
+/// A row's (`tenant_id`, `id`): what a queue needs to serve the row's job in its tenant's turn.
+pub(crate) fn tenant_and_id(row: &sqlx::any::AnyRow) -> StoreResult<(Uuid, Uuid)> {
+    let row = Columns::of(row);
+    Ok((row.uuid("tenant_id")?, row.uuid("id")?))
 }
 
 impl Store {
@@ -98,11 +95,11 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?;
         }
-        let existing: i64 = sqlx::query("SELECT COUNT(*) FROM tenants")
+        let existing = sqlx::query("SELECT COUNT(*) AS n FROM tenants")
             .fetch_one(&mut *tx)
             .await
-            .and_then(|r| r.try_get(0))
             .map_err(StoreError::from_sqlx)?;
+        let existing: i64 = Columns::of(&existing).get("n")?;
         if existing > 0 {
             return Ok(None);
         }
@@ -126,21 +123,22 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
         row.map(|r| {
+            let r = Columns::of(&r);
             Ok(TenantRecord {
-                id: parse_uuid(&r.try_get::<String, _>(0)?)?,
-                name: r.try_get(1)?,
-                notification_email: r.try_get(2)?,
+                id: r.uuid("id")?,
+                name: r.get("name")?,
+                notification_email: r.get("notification_email")?,
             })
         })
         .transpose()
     }
 
     pub async fn tenant_count(&self) -> StoreResult<i64> {
-        sqlx::query("SELECT COUNT(*) FROM tenants")
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tenants")
             .fetch_one(self.pool())
             .await
-            .and_then(|r| r.try_get::<i64, _>(0))
-            .map_err(StoreError::from_sqlx)
+            .map_err(StoreError::from_sqlx)?;
+        Columns::of(&row).get("n")
     }
 
     pub async fn set_notification_email(
@@ -188,7 +186,7 @@ impl Store {
         row.map(|r| {
             Ok(ApiKeyRecord {
                 key_id,
-                tenant_id: parse_uuid(&r.try_get::<String, _>(0)?)?,
+                tenant_id: Columns::of(&r).uuid("tenant_id")?,
                 revoked: true,
             })
         })
@@ -220,14 +218,8 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sqlx)?
             {
-                found.insert(
-                    r.try_get::<String, _>(3)?,
-                    ApiKeyRecord {
-                        key_id: parse_uuid(&r.try_get::<String, _>(0)?)?,
-                        tenant_id: parse_uuid(&r.try_get::<String, _>(1)?)?,
-                        revoked: r.try_get::<Option<i64>, _>(2)?.is_some(),
-                    },
-                );
+                let r = Columns::of(&r);
+                found.insert(r.get::<String>("key_hash")?, decode_key(r)?);
             }
         }
         Ok(hashes
@@ -246,15 +238,17 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;
-        row.map(|r| {
-            Ok(ApiKeyRecord {
-                key_id: parse_uuid(&r.try_get::<String, _>(0)?)?,
-                tenant_id: parse_uuid(&r.try_get::<String, _>(1)?)?,
-                revoked: r.try_get::<Option<i64>, _>(2)?.is_some(),
-            })
-        })
-        .transpose()
+        row.map(|r| decode_key(Columns::of(&r))).transpose()
     }
+}
+
+/// An API key from `id, tenant_id, revoked_at`.
+fn decode_key(row: Columns<'_>) -> StoreResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        key_id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        revoked: row.get::<Option<i64>>("revoked_at")?.is_some(),
+    })
 }
 
 async fn insert_key(
@@ -297,8 +291,8 @@ impl Store {
             })?;
         match stored {
             Some(row) => {
-                let value: String = row
-                    .try_get(0)
+                let value: String = Columns::of(&row)
+                    .get("value")
                     .map_err(|e| crate::secrets::SecretError::BadKey(e.to_string()))?;
                 // Either scheme: the re-encryption to record-bound values runs after this check.
                 match key.decrypt_any_scheme(

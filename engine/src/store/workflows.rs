@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_schemas::{ActionSpec, EntityType, Schedule};
 use uuid::Uuid;
 
-use super::tenants::parse_uuid;
+use super::row::Columns;
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
 
 /// The validated, storable part of a workflow; secrets inside `actions` are encrypted.
@@ -70,17 +69,18 @@ const SELECT: &str = "SELECT w.id, w.tenant_id, w.is_active, w.is_managed, w.cur
        ON v.workflow_id = w.id AND v.version = w.current_version";
 
 fn decode(row: &AnyRow) -> StoreResult<StoredWorkflow> {
-    let spec: String = row.try_get(5)?;
+    let row = Columns::of(row);
+    let spec: String = row.get("spec")?;
     Ok(StoredWorkflow {
-        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-        tenant_id: parse_uuid(&row.try_get::<String, _>(1)?)?,
-        is_active: row.try_get::<i64, _>(2)? != 0,
-        is_managed: row.try_get::<i64, _>(3)? != 0,
-        version: row.try_get(4)?,
+        id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        is_active: row.flag("is_active")?,
+        is_managed: row.flag("is_managed")?,
+        version: row.get("current_version")?,
         spec: serde_json::from_str(&spec)
             .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))?,
-        created_at: from_ms(row.try_get(6)?),
-        updated_at: from_ms(row.try_get(7)?),
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -239,7 +239,7 @@ impl Store {
         max_chars: i64,
     ) -> StoreResult<(Vec<StoredWorkflow>, bool)> {
         let sql = format!(
-            "SELECT w.id, LENGTH(v.spec) FROM workflows w JOIN workflow_versions v \
+            "SELECT w.id AS id, LENGTH(v.spec) AS size FROM workflows w JOIN workflow_versions v \
                ON v.workflow_id = w.id AND v.version = w.current_version \
              WHERE w.tenant_id = $1 AND w.entity_type = $2 AND w.deleted_at IS NULL \
              AND w.id > $3 {} ORDER BY w.id LIMIT $4",
@@ -397,7 +397,7 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         row.map(|r| {
-            let spec: String = r.try_get(0)?;
+            let spec: String = Columns::of(&r).get("spec")?;
             serde_json::from_str(&spec)
                 .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))
         })
@@ -429,11 +429,12 @@ async fn current_row(
     .await
     .map_err(StoreError::from_sqlx)?;
     row.map(|r| {
+        let r = Columns::of(&r);
         Ok(CurrentRow {
-            version: r.try_get::<i64, _>(0)?,
-            is_active: r.try_get::<i64, _>(1)? != 0,
-            is_managed: r.try_get::<i64, _>(2)? != 0,
-            created_at: r.try_get::<i64, _>(3)?,
+            version: r.get::<i64>("current_version")?,
+            is_active: r.flag("is_active")?,
+            is_managed: r.flag("is_managed")?,
+            created_at: r.get::<i64>("created_at")?,
         })
     })
     .transpose()
@@ -483,7 +484,10 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
-            .map(|r| Ok((parse_uuid(&r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+            .map(|r| {
+                let r = Columns::of(r);
+                Ok((r.uuid("id")?, r.get("current_version")?))
+            })
             .collect()
     }
 
@@ -502,9 +506,10 @@ impl Store {
         .await
         .map_err(StoreError::from_sqlx)?;
         row.map(|r| {
+            let r = Columns::of(&r);
             Ok((
-                r.try_get::<i64, _>(0)? != 0,
-                r.try_get::<Option<i64>, _>(1)?.is_some(),
+                r.flag("is_active")?,
+                r.get::<Option<i64>>("deleted_at")?.is_some(),
             ))
         })
         .transpose()
