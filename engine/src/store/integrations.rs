@@ -135,8 +135,9 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
             if let Some(row) = existing {
-                let id = parse_uuid(&row.try_get::<String, _>(0)?)?;
-                if row.try_get::<String, _>(1)? == INTEGRATION_ACTIVE {
+                let row = Columns::of(&row);
+                let id = row.uuid("id")?;
+                if row.get::<String>("status")? == INTEGRATION_ACTIVE {
                     return Ok(ConfiguredIntegration::AlreadyActive);
                 }
                 let credentials = reseal(id);
