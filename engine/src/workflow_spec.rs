@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use switchyard_actions::ActionRegistry;
-use switchyard_schemas::{ActionSpec, WorkflowConfig, WorkflowRecord};
+use switchyard_schemas::{ActionSpec, Concurrency, WorkflowConfig, WorkflowRecord};
 use switchyard_triggers::{ConditionEngine, CronSchedule, EvalError};
 use uuid::Uuid;
 
@@ -269,6 +269,8 @@ impl Validator<'_> {
             (None, false) => {}
         }
 
+        let concurrency = config.concurrency.map(check_concurrency).transpose()?;
+
         Ok(ValidatedWorkflow {
             id,
             spec: WorkflowSpec {
@@ -279,11 +281,55 @@ impl Validator<'_> {
                 conditions,
                 condition,
                 schedule: config.schedule,
+                concurrency,
             },
             is_active: config.is_active,
             revealed,
         })
     }
+}
+
+/// The most executions per key a `concurrency` limit may allow.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
+/// The longest flow-control key template.
+pub const MAX_KEY_TEMPLATE_CHARS: usize = 1_000;
+
+/// Checks a flow-control key (`"entity"` or a template over `entity` and `event`); `field` names
+/// it in the error.
+pub fn check_key(field: &str, key: &str) -> Result<String, SpecError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(SpecError::field(
+            field,
+            "must be \"entity\" or a template such as {{ entity.customer.email }}",
+        ));
+    }
+    if key.chars().count() > MAX_KEY_TEMPLATE_CHARS {
+        return Err(SpecError::field(
+            field,
+            format!("at most {MAX_KEY_TEMPLATE_CHARS} characters"),
+        ));
+    }
+    if key != switchyard_schemas::workflow::ENTITY_KEY {
+        let mut one = serde_json::Map::new();
+        one.insert(field.to_owned(), Value::String(key.to_owned()));
+        switchyard_actions::template::check_params(&one)
+            .map_err(|e| SpecError::field(field, e.to_string()))?;
+    }
+    Ok(key.to_owned())
+}
+
+fn check_concurrency(c: Concurrency) -> Result<Concurrency, SpecError> {
+    if c.limit == 0 || c.limit > MAX_CONCURRENCY_LIMIT {
+        return Err(SpecError::field(
+            "concurrency.limit",
+            format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}"),
+        ));
+    }
+    Ok(Concurrency {
+        key: check_key("concurrency.key", &c.key)?,
+        limit: c.limit,
+    })
 }
 
 fn is_masked(value: &str) -> bool {
@@ -359,6 +405,7 @@ pub fn to_record(
         conditions: stored.spec.conditions.clone(),
         condition: stored.spec.condition.clone(),
         schedule: stored.spec.schedule.clone(),
+        concurrency: stored.spec.concurrency.clone(),
         version: stored.version,
         created_at: stored.created_at,
         updated_at: stored.updated_at,

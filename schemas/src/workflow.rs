@@ -39,6 +39,28 @@ fn utc() -> String {
     "UTC".to_owned()
 }
 
+/// How many executions of a workflow may be active at once per key (CONTRACT §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Concurrency {
+    /// `"entity"` (the event's entity type and id; the default) or a MiniJinja template over
+    /// `entity` and `event`. A key that renders empty puts no limit on that execution.
+    #[serde(default = "entity_key")]
+    #[schema(example = "entity")]
+    pub key: String,
+    /// At most this many executions with the same key are `running`, `waiting` or `paused` at
+    /// once; the others stay `queued`, holding no worker, and start in the order of their events.
+    #[schema(example = 1, minimum = 1)]
+    pub limit: u32,
+}
+
+/// The default flow-control key: the event's entity type and id.
+pub const ENTITY_KEY: &str = "entity";
+
+fn entity_key() -> String {
+    ENTITY_KEY.to_owned()
+}
+
 /// Body of `POST /api/workflows/configure`. `guid` present means update.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -67,6 +89,9 @@ pub struct WorkflowConfig {
     /// Left out: a new workflow is active, an update keeps the workflow's current state.
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// Per-key concurrency limit (CONTRACT §8).
+    #[serde(default)]
+    pub concurrency: Option<Concurrency>,
 }
 
 /// A workflow as the API returns it (lists and single reads): the seed's shape plus the contract's
@@ -89,6 +114,8 @@ pub struct WorkflowRecord {
     pub conditions: Map<String, Value>,
     pub condition: Option<String>,
     pub schedule: Option<Schedule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

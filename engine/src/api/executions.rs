@@ -146,10 +146,11 @@ async fn cancel(
             execution.status
         )));
     }
-    state
+    let (_, jobs) = state
         .store
         .cancel_executions(tenant.id, Some(id), None)
         .await?;
+    state.executor.dispatch(&jobs).await;
     let execution = state
         .store
         .execution(tenant.id, id)

@@ -316,10 +316,13 @@ async fn remove(
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id("workflow guid", &guid)?;
     state.store.delete_workflow(tenant.id, id, false).await?;
-    state
+    // Nothing of a deleted workflow runs again, so there is nothing to release; the jobs are
+    // dispatched all the same and find their executions cancelled.
+    let (_, jobs) = state
         .store
         .cancel_executions(tenant.id, None, Some(id))
         .await?;
+    state.executor.dispatch(&jobs).await;
     Ok(success())
 }
 

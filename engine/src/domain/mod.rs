@@ -7,6 +7,7 @@
 //! `queue`, `executor`, `api` or anything async.
 
 pub mod chain;
+pub mod concurrency;
 pub mod event_view;
 pub mod execution;
 pub mod job;

@@ -292,7 +292,7 @@ impl Matcher {
                 .iter()
                 .map(|a| a.kind.clone())
                 .collect();
-            let execution = NewExecution::new(
+            let mut execution = NewExecution::new(
                 event.tenant_id,
                 workflow_id,
                 version,
@@ -301,6 +301,11 @@ impl Matcher {
                 &event.entity_id,
                 &kinds,
             );
+            if let Some(concurrency) = &workflow.spec.concurrency {
+                let key = super::flow_key::render_key(&concurrency.key, event).await;
+                execution =
+                    execution.limited(event.occurred_at.timestamp_millis(), key, concurrency.limit);
+            }
             decision.matched.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "executionId": execution.id}));
             decision.executions.push(execution);
         }

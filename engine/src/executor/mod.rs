@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod batch;
 mod effects;
+pub mod flow_key;
 pub mod ingest;
 pub mod matching;
 pub mod retry;

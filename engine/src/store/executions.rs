@@ -88,6 +88,16 @@ pub struct ClaimedStep {
     pub tenant: Option<TenantRecord>,
     /// The tenant's disabled outbound endpoints: (url, reason).
     pub disabled_endpoints: Vec<(String, String)>,
+    /// The execution's concurrency key and limit, when its workflow has one.
+    pub concurrency: Option<ConcurrencyKey>,
+}
+
+/// A workflow's concurrency key as one execution carries it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConcurrencyKey {
+    pub workflow_id: String,
+    pub key: String,
+    pub limit: i64,
 }
 
 /// An execution as a claim reads it, with everything its steps need.
@@ -98,6 +108,8 @@ struct LoadedExecution {
     event: EventRecord,
     entity: Option<Value>,
     tenant: Option<TenantRecord>,
+    concurrency: Option<ConcurrencyKey>,
+    occurred_at: i64,
 }
 
 /// A step's outcome to commit, as the executor decided it.
@@ -244,6 +256,10 @@ pub struct NewExecution {
     pub entity_id: String,
     /// Step ids and action types, in order.
     pub steps: Vec<(Uuid, String)>,
+    /// The event's `occurredAt` (Unix ms): the order concurrency keys are served in.
+    pub occurred_at: i64,
+    /// The workflow's concurrency key as rendered for this event, and its limit.
+    pub concurrency: Option<(String, i64)>,
 }
 
 impl NewExecution {
@@ -268,7 +284,16 @@ impl NewExecution {
                 .iter()
                 .map(|kind| (Uuid::now_v7(), kind.clone()))
                 .collect(),
+            occurred_at: 0,
+            concurrency: None,
         }
+    }
+
+    /// Under a concurrency limit: `key` as rendered for the event that occurred at `occurred_at`.
+    pub fn limited(mut self, occurred_at: i64, key: Option<String>, limit: u32) -> Self {
+        self.occurred_at = occurred_at;
+        self.concurrency = key.map(|k| (k, i64::from(limit)));
+        self
     }
 }
 
@@ -283,9 +308,10 @@ pub(crate) async fn insert_executions(
     for chunk in super::pow2_chunks(executions) {
         let sql = format!(
             "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
-             entity_id, status, step_count, current_step, created_at, updated_at) VALUES {} \
+             entity_id, status, step_count, current_step, created_at, updated_at, concurrency_key, \
+             concurrency_limit, occurred_at) VALUES {} \
              ON CONFLICT (event_id, workflow_id) DO NOTHING RETURNING id",
-            super::values_list(chunk.len(), 12, 1)
+            super::values_list(chunk.len(), 15, 1)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for execution in chunk {
@@ -301,7 +327,10 @@ pub(crate) async fn insert_executions(
                 .bind(execution.steps.len() as i64)
                 .bind(0_i64)
                 .bind(now)
-                .bind(now);
+                .bind(now)
+                .bind(execution.concurrency.as_ref().map(|(key, _)| key.clone()))
+                .bind(execution.concurrency.as_ref().map(|(_, limit)| *limit))
+                .bind(execution.occurred_at);
         }
         let rows = query
             .fetch_all(&mut **tx)
@@ -310,6 +339,33 @@ pub(crate) async fn insert_executions(
         for row in rows {
             created.insert(Columns::of(&row).get::<String>("id")?);
         }
+    }
+    // The row the gate and the release of each key take turns on (migration 0011).
+    let mut slots: Vec<(String, String)> = executions
+        .iter()
+        .filter(|e| created.contains(&e.id.to_string()))
+        .filter_map(|e| {
+            e.concurrency
+                .as_ref()
+                .map(|(key, _)| (e.workflow_id.to_string(), key.clone()))
+        })
+        .collect();
+    slots.sort();
+    slots.dedup();
+    for chunk in super::pow2_chunks(&slots) {
+        let sql = format!(
+            "INSERT INTO concurrency_slots (workflow_id, concurrency_key) VALUES {} \
+             ON CONFLICT (workflow_id, concurrency_key) DO NOTHING",
+            super::values_list(chunk.len(), 2, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (workflow, key) in chunk {
+            query = query.bind(workflow.clone()).bind(key.clone());
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
     }
     let steps: Vec<(&NewExecution, usize)> = executions
         .iter()
@@ -438,7 +494,9 @@ impl Store {
                 "SELECT {}, w.is_active AS workflow_active, w.deleted_at AS workflow_deleted_at, {}, \
                  (SELECT en.data FROM entities en WHERE en.tenant_id = e.tenant_id \
                    AND en.entity_type = e.entity_type AND en.entity_id = e.entity_id) AS entity_data, \
-                 t.name AS tenant_name, t.notification_email AS tenant_notification_email \
+                 t.name AS tenant_name, t.notification_email AS tenant_notification_email, \
+                 e.concurrency_key AS gate_key, e.concurrency_limit AS gate_limit, \
+                 e.occurred_at AS gate_occurred_at \
                  FROM executions e \
                  LEFT JOIN workflows w ON w.id = e.workflow_id \
                  JOIN events ev ON ev.id = e.event_id \
@@ -475,6 +533,17 @@ impl Store {
                         })
                     })
                     .transpose()?;
+                let concurrency = row
+                    .get::<Option<String>>("gate_key")?
+                    .map(|key| -> StoreResult<ConcurrencyKey> {
+                        Ok(ConcurrencyKey {
+                            workflow_id: execution.workflow_id.to_string(),
+                            key,
+                            limit: row.get::<Option<i64>>("gate_limit")?.unwrap_or(1),
+                        })
+                    })
+                    .transpose()?;
+                let occurred_at = row.get::<Option<i64>>("gate_occurred_at")?.unwrap_or(0);
                 loaded.insert(
                     execution.id.to_string(),
                     LoadedExecution {
@@ -484,10 +553,49 @@ impl Store {
                         event,
                         entity,
                         tenant,
+                        concurrency,
+                        occurred_at,
                     },
                 );
             }
         }
+
+        // Per-key concurrency: an execution's first step runs only while fewer than its limit of
+        // unfinished executions of its key come before it (domain::concurrency). Its slot row is
+        // locked first, so a finish releasing the key waits for this decision or sees it.
+        let mut gated: Vec<(&ConcurrencyKey, i64, &str)> = taken
+            .iter()
+            .filter(|t| t.position == 0)
+            .filter_map(|t| {
+                let found = loaded.get(&t.execution_id)?;
+                (found.execution.status == ExecutionStatus::Queued)
+                    .then_some(())
+                    .and(found.concurrency.as_ref())
+                    .map(|key| (key, found.occurred_at, t.execution_id.as_str()))
+            })
+            .collect();
+        gated.sort();
+        let mut held = std::collections::HashSet::new();
+        for (key, occurred_at, execution_id) in gated {
+            lock_slot(&mut tx, key).await?;
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n FROM executions o WHERE o.workflow_id = $1 \
+                 AND o.concurrency_key = $2 AND o.status IN ('queued', 'running', 'waiting', 'paused') \
+                 AND (o.occurred_at < $3 OR (o.occurred_at = $3 AND o.id < $4))",
+            )
+            .bind(key.workflow_id.clone())
+            .bind(key.key.clone())
+            .bind(occurred_at)
+            .bind(execution_id.to_owned())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            let before: i64 = Columns::of(&row).get("n")?;
+            if !domain::concurrency::may_start(before, key.limit) {
+                held.insert(execution_id.to_owned());
+            }
+        }
+        let held = held;
 
         let mut claims = HashMap::new();
         let mut attempts = Vec::new();
@@ -500,11 +608,22 @@ impl Store {
                 )));
             };
             let execution = &found.execution;
-            let decision = domain::claim(domain::ClaimView {
+            let mut decision = domain::claim(domain::ClaimView {
                 execution: execution.status,
                 workflow_active: found.active,
                 workflow_deleted: found.deleted,
             });
+            if t.position == 0
+                && held.contains(&t.execution_id)
+                && matches!(decision, ClaimDecision::Run { .. })
+            {
+                // Held behind earlier executions of its key: queued, holding no worker, until a
+                // finish releases it.
+                decision = ClaimDecision::Park {
+                    step: StepStatus::Blocked,
+                    execution: None,
+                };
+            }
             let start_execution = match decision {
                 ClaimDecision::Run { start_execution } => start_execution,
                 ClaimDecision::Park {
@@ -557,6 +676,7 @@ impl Store {
                     entity: found.entity.clone(),
                     tenant: found.tenant.clone(),
                     disabled_endpoints: Vec::new(),
+                    concurrency: found.concurrency.clone(),
                 })),
             );
         }
@@ -670,9 +790,13 @@ impl Store {
         execution_ids.dedup();
         let mut statuses: HashMap<String, ExecutionStatus> = HashMap::new();
         for chunk in super::pow2_chunks(&execution_ids) {
+            // One primary-key lookup per id (a correlated subquery), not `id IN (…)`: PostgreSQL,
+            // before its statistics exist, answers an `IN` list over a growing table by a scan
+            // (1.6 ms a batch in the bench's profile; docs/benchmarks.md).
             let sql = format!(
-                "SELECT id, status FROM executions WHERE id IN ({})",
-                super::in_list(chunk.len(), 1)
+                "WITH v (k) AS (VALUES {}) SELECT v.k AS id, \
+                 (SELECT e.status FROM executions e WHERE e.id = v.k) AS status FROM v",
+                super::values_list(chunk.len(), 1, 1)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -684,8 +808,9 @@ impl Store {
                 .map_err(StoreError::from_sqlx)?
             {
                 let row = Columns::of(&row);
-                let status = execution_status(&row.get::<String>("status")?)?;
-                statuses.insert(row.get("id")?, status);
+                if let Some(status) = row.get::<Option<String>>("status")? {
+                    statuses.insert(row.get("id")?, execution_status(&status)?);
+                }
             }
         }
         let transitions: Vec<domain::Transition> = outcomes
@@ -938,6 +1063,21 @@ impl Store {
             &finished,
         )
         .await?;
+        // Executions that finished free their place in their concurrency key.
+        let mut freed: Vec<ConcurrencyKey> = kept
+            .iter()
+            .filter(|&&i| transitions[i].next.is_none())
+            .filter(|&&i| {
+                matches!(
+                    transitions[i].execution,
+                    Some((ExecutionStatus::Succeeded | ExecutionStatus::Cancelled, _))
+                )
+            })
+            .filter_map(|&i| outcomes[i].step.concurrency.clone())
+            .collect();
+        freed.sort();
+        freed.dedup();
+        jobs.extend(release_keys(&mut tx, &freed, now).await?);
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(jobs)
     }
@@ -1329,20 +1469,48 @@ impl Store {
         Ok((resumed, jobs))
     }
 
-    /// Cancels unfinished executions — one by id, or all of a workflow. Returns those cancelled.
+    /// Cancels unfinished executions — one by id, or all of a workflow. Returns those cancelled,
+    /// and the jobs to dispatch: executions their concurrency keys may start now.
     pub async fn cancel_executions(
         &self,
         tenant_id: Uuid,
         execution_id: Option<Uuid>,
         workflow_id: Option<Uuid>,
-    ) -> StoreResult<Vec<Uuid>> {
+    ) -> StoreResult<(Vec<Uuid>, Vec<(Job, i64)>)> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let (column, value) = match (execution_id, workflow_id) {
             (Some(id), _) => ("id", id.to_string()),
             (None, Some(id)) => ("workflow_id", id.to_string()),
-            (None, None) => return Ok(Vec::new()),
+            (None, None) => return Ok((Vec::new(), Vec::new())),
         };
+        // The concurrency keys involved are locked before anything changes, in the order every
+        // release takes them, so a cancel and a finish never wait for each other in a circle.
+        let sql = format!(
+            "SELECT DISTINCT workflow_id, concurrency_key, concurrency_limit FROM executions \
+             WHERE tenant_id = $1 AND {column} = $2 AND concurrency_key IS NOT NULL \
+             AND status NOT IN ('succeeded', 'cancelled')"
+        );
+        let mut keys = Vec::new();
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id.to_string())
+            .bind(value.clone())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?
+        {
+            let row = Columns::of(&row);
+            keys.push(ConcurrencyKey {
+                workflow_id: row.get("workflow_id")?,
+                key: row.get("concurrency_key")?,
+                limit: row.get::<Option<i64>>("concurrency_limit")?.unwrap_or(1),
+            });
+        }
+        keys.sort();
+        keys.dedup();
+        for key in &keys {
+            lock_slot(&mut tx, key).await?;
+        }
         let sql = format!(
             "UPDATE executions SET status = 'cancelled', pause_reason = NULL, updated_at = $1, finished_at = $1 \
              WHERE tenant_id = $2 AND {column} = $3 AND status NOT IN ('succeeded', 'cancelled') RETURNING id"
@@ -1369,8 +1537,9 @@ impl Store {
             .await
             .map_err(StoreError::from_sqlx)?;
         }
+        let jobs = release_keys(&mut tx, &keys, now).await?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(ids)
+        Ok((ids, jobs))
     }
 
     /// Saves (or refreshes) a browser's push subscription.
@@ -1457,6 +1626,83 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Takes a concurrency key's turn: the gate of a claim and the release of a finish both update
+/// the key's slot row first, so on PostgreSQL they wait for each other (SQLite's writers are
+/// serialised anyway).
+async fn lock_slot(tx: &mut Tx, key: &ConcurrencyKey) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE concurrency_slots SET turns = turns + 1 WHERE workflow_id = $1 AND concurrency_key = $2",
+    )
+    .bind(key.workflow_id.clone())
+    .bind(key.key.clone())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}
+
+/// Queues the first step of each execution a key may start now (the held ones among its first
+/// `limit` unfinished executions, in event order); returns the jobs to dispatch. `keys` sorted.
+async fn release_keys(
+    tx: &mut Tx,
+    keys: &[ConcurrencyKey],
+    now: i64,
+) -> StoreResult<Vec<(Job, i64)>> {
+    let mut jobs = Vec::new();
+    for key in keys {
+        lock_slot(tx, key).await?;
+        // A plain read, then updates by id: a step a concurrent claim is parking is not blocked
+        // yet as this transaction sees it, so it is neither chosen nor waited for here.
+        let rows = sqlx::query(
+            "SELECT e.tenant_id, e.status, (SELECT s.id FROM steps s WHERE s.execution_id = e.id \
+               AND s.position = 0 AND s.status = 'blocked') AS held_step \
+             FROM executions e WHERE e.workflow_id = $1 AND e.concurrency_key = $2 \
+               AND e.status IN ('queued', 'running', 'waiting', 'paused') \
+             ORDER BY e.occurred_at, e.id LIMIT $3",
+        )
+        .bind(key.workflow_id.clone())
+        .bind(key.key.clone())
+        .bind(key.limit.max(1))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let mut in_order = Vec::with_capacity(rows.len());
+        let mut steps = Vec::with_capacity(rows.len());
+        for (index, row) in rows.iter().enumerate() {
+            let row = Columns::of(row);
+            let step: Option<String> = row.get("held_step")?;
+            let queued =
+                execution_status(&row.get::<String>("status")?)? == ExecutionStatus::Queued;
+            in_order.push((index, queued && step.is_some()));
+            steps.push((row.uuid("tenant_id")?, step));
+        }
+        for index in domain::concurrency::release(&in_order, key.limit) {
+            let (tenant_id, Some(step)) = &steps[index] else {
+                continue;
+            };
+            let done = sqlx::query(
+                "UPDATE steps SET status = 'queued', next_run_at = $1 WHERE id = $2 AND status = 'blocked'",
+            )
+            .bind(now)
+            .bind(step.clone())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            if done.rows_affected() == 1 {
+                jobs.push((
+                    Job::RunStep {
+                        tenant_id: *tenant_id,
+                        step_id: Uuid::parse_str(step)
+                            .map_err(|e| StoreError::Corrupt(format!("step id {step}: {e}")))?,
+                    },
+                    now,
+                ));
+            }
+        }
+    }
+    Ok(jobs)
 }
 
 async fn record_endpoint(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
-use switchyard_schemas::{ActionSpec, EntityType, Schedule};
+use switchyard_schemas::{ActionSpec, Concurrency, EntityType, Schedule};
 use uuid::Uuid;
 
 use super::row::Columns;
@@ -25,6 +25,8 @@ pub struct WorkflowSpec {
     pub condition: Option<String>,
     #[serde(default)]
     pub schedule: Option<Schedule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
 }
 
 /// A workflow with its current version's spec.
