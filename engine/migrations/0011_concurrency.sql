@@ -15,3 +15,12 @@ CREATE TABLE concurrency_slots (
   turns BIGINT NOT NULL DEFAULT 0,
   PRIMARY KEY (workflow_id, concurrency_key)
 );
+
+-- Debounce (CONTRACT §8): a debounced execution carries its rendered key and the time of the
+-- first event of its burst (for `maxWait`). A newer matching event with the same key cancels the
+-- pending one (its first step not started) and takes its burst's first time; the key's slot row
+-- (under `debounce:<key>`) serialises two such events.
+ALTER TABLE executions ADD COLUMN debounce_key TEXT;
+ALTER TABLE executions ADD COLUMN debounce_first_at BIGINT;
+CREATE INDEX executions_debounce ON executions (workflow_id, debounce_key)
+  WHERE debounce_key IS NOT NULL;

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use switchyard_actions::ActionRegistry;
-use switchyard_schemas::{ActionSpec, Concurrency, WorkflowConfig, WorkflowRecord};
+use switchyard_schemas::{ActionSpec, Concurrency, Debounce, WorkflowConfig, WorkflowRecord};
 use switchyard_triggers::{ConditionEngine, CronSchedule, EvalError};
 use uuid::Uuid;
 
@@ -270,6 +270,7 @@ impl Validator<'_> {
         }
 
         let concurrency = config.concurrency.map(check_concurrency).transpose()?;
+        let debounce = config.debounce.map(check_debounce).transpose()?;
 
         Ok(ValidatedWorkflow {
             id,
@@ -282,6 +283,7 @@ impl Validator<'_> {
                 condition,
                 schedule: config.schedule,
                 concurrency,
+                debounce,
             },
             is_active: config.is_active,
             revealed,
@@ -329,6 +331,40 @@ fn check_concurrency(c: Concurrency) -> Result<Concurrency, SpecError> {
     Ok(Concurrency {
         key: check_key("concurrency.key", &c.key)?,
         limit: c.limit,
+    })
+}
+
+/// The longest debounce `period` or `maxWait`.
+pub const MAX_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// A debounce duration (`"10m"`): at least a second, at most [`MAX_DEBOUNCE`].
+pub fn debounce_duration(field: &str, text: &str) -> Result<std::time::Duration, SpecError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        SpecError::field(
+            field,
+            format!("`{text}` is not a duration like \"30s\", \"10m\" or \"1h\": {e}"),
+        )
+    })?;
+    if d < std::time::Duration::from_secs(1) || d > MAX_DEBOUNCE {
+        return Err(SpecError::field(field, "must be between 1s and 30 days"));
+    }
+    Ok(d)
+}
+
+fn check_debounce(d: Debounce) -> Result<Debounce, SpecError> {
+    let period = debounce_duration("debounce.period", &d.period)?;
+    if let Some(max_wait) = &d.max_wait
+        && debounce_duration("debounce.maxWait", max_wait)? < period
+    {
+        return Err(SpecError::field(
+            "debounce.maxWait",
+            "must be at least the period",
+        ));
+    }
+    Ok(Debounce {
+        key: check_key("debounce.key", &d.key)?,
+        period: d.period.trim().to_owned(),
+        max_wait: d.max_wait.map(|m| m.trim().to_owned()),
     })
 }
 
@@ -406,6 +442,7 @@ pub fn to_record(
         condition: stored.spec.condition.clone(),
         schedule: stored.spec.schedule.clone(),
         concurrency: stored.spec.concurrency.clone(),
+        debounce: stored.spec.debounce.clone(),
         version: stored.version,
         created_at: stored.created_at,
         updated_at: stored.updated_at,

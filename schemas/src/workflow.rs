@@ -54,6 +54,23 @@ pub struct Concurrency {
     pub limit: u32,
 }
 
+/// One execution on the newest of a burst of matching events with the same key (CONTRACT §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Debounce {
+    /// `"entity"` (the default) or a MiniJinja template over `entity` and `event`.
+    #[serde(default = "entity_key")]
+    #[schema(example = "entity")]
+    pub key: String,
+    /// How long a matching event waits for a newer one with the same key (`"10m"`).
+    #[schema(example = "10m")]
+    pub period: String,
+    /// The longest a burst may postpone its execution, counted from its first event (`"1h"`).
+    #[serde(default)]
+    #[schema(example = "1h")]
+    pub max_wait: Option<String>,
+}
+
 /// The default flow-control key: the event's entity type and id.
 pub const ENTITY_KEY: &str = "entity";
 
@@ -92,6 +109,9 @@ pub struct WorkflowConfig {
     /// Per-key concurrency limit (CONTRACT §8).
     #[serde(default)]
     pub concurrency: Option<Concurrency>,
+    /// Debounce per key (CONTRACT §8).
+    #[serde(default)]
+    pub debounce: Option<Debounce>,
 }
 
 /// A workflow as the API returns it (lists and single reads): the seed's shape plus the contract's
@@ -116,6 +136,8 @@ pub struct WorkflowRecord {
     pub schedule: Option<Schedule>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Debounce>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod concurrency;
+pub mod debounce;
 pub mod event_view;
 pub mod execution;
 pub mod job;

@@ -24,7 +24,7 @@ const LANES_KEPT: usize = 10_000;
 
 /// What one tenant's batch writes, and what the write answers for each of its events.
 type Writes = Vec<EventWrite>;
-type Written = StoreResult<Vec<(Ingested, Vec<Uuid>)>>;
+type Written = StoreResult<Vec<(Ingested, Vec<(Uuid, i64)>)>>;
 
 /// Group commit in two stages. Each tenant has its own lane (a batcher): its events are
 /// deduplicated, read and matched there, so one tenant's slow conditions delay only its own
@@ -156,19 +156,17 @@ async fn ingest_batch(
                 histogram.record(share);
             }
             let mut jobs = Vec::new();
-            let results = done
-                .into_iter()
-                .zip(events)
-                .map(|((ingested, steps), event)| {
-                    let tenant_id = event.tenant_id;
-                    jobs.extend(
-                        steps
-                            .into_iter()
-                            .map(|step_id| (Job::RunStep { tenant_id, step_id }, now)),
-                    );
-                    Ok(ingested)
-                })
-                .collect();
+            let results =
+                done.into_iter()
+                    .zip(events)
+                    .map(|((ingested, steps), event)| {
+                        let tenant_id = event.tenant_id;
+                        jobs.extend(steps.into_iter().map(|(step_id, at)| {
+                            (Job::RunStep { tenant_id, step_id }, at.max(now))
+                        }));
+                        Ok(ingested)
+                    })
+                    .collect();
             metrics::counter!("switchyard_matches_total").increment(jobs.len() as u64);
             (results, jobs)
         }
@@ -242,7 +240,7 @@ async fn ingest_matched(
     matcher: &Matcher,
     writer: &Batcher<Writes, Written>,
     events: &[NewEvent],
-) -> Result<Vec<(Ingested, Vec<Uuid>)>, IngestError> {
+) -> Result<Vec<(Ingested, Vec<(Uuid, i64)>)>, IngestError> {
     // Ids and keys; events the tenant already has (or that repeat an earlier one of this batch)
     // are duplicates and start nothing.
     let keyed: Vec<(Uuid, String)> = events
@@ -372,7 +370,7 @@ async fn ingest_matched(
         .await
         .unwrap_or_else(|| Err(StoreError::Unavailable("the write task stopped".to_owned())))?
         .into_iter();
-    let mut out: Vec<(Ingested, Vec<Uuid>)> = Vec::with_capacity(events.len());
+    let mut out: Vec<(Ingested, Vec<(Uuid, i64)>)> = Vec::with_capacity(events.len());
     for slot in slots {
         let answer = match slot {
             Slot::Write => written

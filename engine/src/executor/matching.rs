@@ -306,6 +306,19 @@ impl Matcher {
                 execution =
                     execution.limited(event.occurred_at.timestamp_millis(), key, concurrency.limit);
             }
+            if let Some(debounce) = &workflow.spec.debounce {
+                let key = super::flow_key::render_key(&debounce.key, event).await;
+                let ms = |text: &str| {
+                    crate::workflow_spec::debounce_duration("debounce", text)
+                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                };
+                // Checked when the workflow was saved; a stored spec that no longer parses is
+                // not debounced rather than not run.
+                if let Ok(period) = ms(&debounce.period) {
+                    let max_wait = debounce.max_wait.as_deref().and_then(|m| ms(m).ok());
+                    execution = execution.debounced(key, period, max_wait);
+                }
+            }
             decision.matched.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "executionId": execution.id}));
             decision.executions.push(execution);
         }

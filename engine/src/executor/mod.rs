@@ -239,21 +239,21 @@ impl Executor {
         )
         .await?;
         decision.limit_chain(room, limit);
-        let first_steps = crate::store::insert_executions(&mut tx, &decision.executions).await?;
+        // The outcome first: a debounce in `insert_executions` may report on it.
         if !crate::store::finish_event(&mut tx, event.id, &decision.outcome()).await? {
             // Another worker processed it first; its executions stand, ours are rolled back.
             return Ok(());
         }
+        let first_steps = crate::store::insert_executions(&mut tx, &decision.executions).await?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         metrics::counter!("switchyard_matches_total").increment(first_steps.len() as u64);
         metrics::histogram!("switchyard_event_match_seconds")
             .record(started.elapsed().as_secs_f64());
-        let now = now_ms();
         let jobs: Vec<(Job, i64)> = first_steps
             .into_iter()
-            .map(|step_id| {
+            .map(|(step_id, at)| {
                 let tenant_id = event.tenant_id;
-                (Job::RunStep { tenant_id, step_id }, now)
+                (Job::RunStep { tenant_id, step_id }, at)
             })
             .collect();
         self.dispatch(&jobs).await;

@@ -354,7 +354,7 @@ impl Store {
     pub async fn write_matched_events(
         &self,
         writes: &[EventWrite],
-    ) -> StoreResult<Vec<(Ingested, Vec<Uuid>)>> {
+    ) -> StoreResult<Vec<(Ingested, Vec<(Uuid, i64)>)>> {
         let mut tx = self.write_tx().await?;
         let mut inserted = std::collections::HashSet::new();
         for chunk in super::pow2_chunks(writes) {
@@ -434,7 +434,7 @@ impl Store {
             .iter()
             .flat_map(|w| w.executions.iter().cloned())
             .collect();
-        let first_steps: std::collections::HashSet<Uuid> =
+        let first_steps: std::collections::HashMap<Uuid, i64> =
             super::insert_executions(&mut tx, &executions)
                 .await?
                 .into_iter()
@@ -448,7 +448,7 @@ impl Store {
                     .executions
                     .iter()
                     .filter_map(|e| e.steps.first().map(|(id, _)| *id))
-                    .filter(|id| first_steps.contains(id))
+                    .filter_map(|id| first_steps.get(&id).map(|at| (id, *at)))
                     .collect();
                 out.push((
                     Ingested {

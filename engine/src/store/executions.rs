@@ -260,6 +260,16 @@ pub struct NewExecution {
     pub occurred_at: i64,
     /// The workflow's concurrency key as rendered for this event, and its limit.
     pub concurrency: Option<(String, i64)>,
+    /// The workflow's debounce key as rendered for this event, with its timing.
+    pub debounce: Option<DebounceKey>,
+}
+
+/// A debounced execution's key and timing (CONTRACT §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebounceKey {
+    pub key: String,
+    pub period_ms: i64,
+    pub max_wait_ms: Option<i64>,
 }
 
 impl NewExecution {
@@ -286,7 +296,23 @@ impl NewExecution {
                 .collect(),
             occurred_at: 0,
             concurrency: None,
+            debounce: None,
         }
+    }
+
+    /// Debounced: its first step waits for a newer matching event with the same key.
+    pub fn debounced(
+        mut self,
+        key: Option<String>,
+        period_ms: i64,
+        max_wait_ms: Option<i64>,
+    ) -> Self {
+        self.debounce = key.map(|key| DebounceKey {
+            key,
+            period_ms,
+            max_wait_ms,
+        });
+        self
     }
 
     /// Under a concurrency limit: `key` as rendered for the event that occurred at `occurred_at`.
@@ -298,20 +324,21 @@ impl NewExecution {
 }
 
 /// Creates executions and their steps with a few multi-row statements, skipping any whose event
-/// already started its workflow. Returns the first step of each execution created.
+/// already started its workflow. Returns the first step of each execution created, with when it
+/// is due (now, or at the end of its debounce wait).
 pub(crate) async fn insert_executions(
     tx: &mut Tx,
     executions: &[NewExecution],
-) -> StoreResult<Vec<Uuid>> {
+) -> StoreResult<Vec<(Uuid, i64)>> {
     let now = now_ms();
     let mut created = std::collections::HashSet::new();
     for chunk in super::pow2_chunks(executions) {
         let sql = format!(
             "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
              entity_id, status, step_count, current_step, created_at, updated_at, concurrency_key, \
-             concurrency_limit, occurred_at) VALUES {} \
+             concurrency_limit, occurred_at, debounce_key) VALUES {} \
              ON CONFLICT (event_id, workflow_id) DO NOTHING RETURNING id",
-            super::values_list(chunk.len(), 15, 1)
+            super::values_list(chunk.len(), 16, 1)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for execution in chunk {
@@ -330,7 +357,8 @@ pub(crate) async fn insert_executions(
                 .bind(now)
                 .bind(execution.concurrency.as_ref().map(|(key, _)| key.clone()))
                 .bind(execution.concurrency.as_ref().map(|(_, limit)| *limit))
-                .bind(execution.occurred_at);
+                .bind(execution.occurred_at)
+                .bind(execution.debounce.as_ref().map(|d| d.key.clone()));
         }
         let rows = query
             .fetch_all(&mut **tx)
@@ -388,18 +416,170 @@ pub(crate) async fn insert_executions(
                 .bind(*position as i64)
                 .bind(kind.clone())
                 .bind(if *position == 0 { "queued" } else { "pending" })
-                .bind(now);
+                .bind(match &execution.debounce {
+                    Some(d) if *position == 0 => now + d.period_ms,
+                    _ => now,
+                });
         }
         query
             .execute(&mut **tx)
             .await
             .map_err(StoreError::from_sqlx)?;
     }
-    Ok(executions
+    // Debounce, in the batch's order: each new execution replaces the pending ones of its key.
+    let mut due: HashMap<Uuid, i64> = HashMap::new();
+    let mut replaced = std::collections::HashSet::new();
+    for execution in executions
         .iter()
         .filter(|e| created.contains(&e.id.to_string()))
-        .filter_map(|e| e.steps.first().map(|(id, _)| *id))
+    {
+        let Some(debounce) = &execution.debounce else {
+            continue;
+        };
+        let (cancelled, run_at) = debounce_replace(tx, execution, debounce, now).await?;
+        replaced.extend(cancelled);
+        if let Some((step, _)) = execution.steps.first() {
+            due.insert(*step, run_at);
+        }
+    }
+    Ok(executions
+        .iter()
+        .filter(|e| created.contains(&e.id.to_string()) && !replaced.contains(&e.id))
+        .filter_map(|e| {
+            e.steps
+                .first()
+                .map(|(id, _)| (*id, due.get(id).copied().unwrap_or(now)))
+        })
         .collect())
+}
+
+/// A new debounced execution replaces the pending executions of its workflow and key (queued,
+/// their first step not started): they are cancelled and reported on their events as
+/// `debounced`, and the new one inherits the burst's first time. Returns the executions
+/// cancelled and when the new one's first step is due: `period` from now, or `maxWait` after the
+/// burst's first event when that is sooner.
+async fn debounce_replace(
+    tx: &mut Tx,
+    execution: &NewExecution,
+    debounce: &DebounceKey,
+    now: i64,
+) -> StoreResult<(Vec<Uuid>, i64)> {
+    let slot = ConcurrencyKey {
+        workflow_id: execution.workflow_id.to_string(),
+        key: format!("debounce:{}", debounce.key),
+        limit: 1,
+    };
+    sqlx::query(
+        "INSERT INTO concurrency_slots (workflow_id, concurrency_key) VALUES ($1, $2) \
+         ON CONFLICT (workflow_id, concurrency_key) DO NOTHING",
+    )
+    .bind(slot.workflow_id.clone())
+    .bind(slot.key.clone())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    lock_slot(tx, &slot).await?;
+    let rows = sqlx::query(
+        "SELECT e.id, e.event_id, e.debounce_first_at FROM executions e \
+         WHERE e.workflow_id = $1 AND e.debounce_key = $2 AND e.status = 'queued' AND e.id <> $3 \
+         AND EXISTS (SELECT 1 FROM steps s WHERE s.execution_id = e.id AND s.position = 0 \
+           AND s.status = 'queued')",
+    )
+    .bind(slot.workflow_id.clone())
+    .bind(debounce.key.clone())
+    .bind(execution.id.to_string())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    let mut first_at = now;
+    let mut cancelled = Vec::new();
+    for row in &rows {
+        let row = Columns::of(row);
+        let id: String = row.get("id")?;
+        // Only if it is still pending as this transaction changes it (a worker may have just
+        // started it: then it runs, and the new execution waits its own period).
+        let done = sqlx::query(
+            "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND position = 0 \
+             AND status = 'queued'",
+        )
+        .bind(id.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if done.rows_affected() == 0 {
+            continue;
+        }
+        sqlx::query(
+            "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status = 'pending'",
+        )
+        .bind(id.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        sqlx::query(
+            "UPDATE executions SET status = 'cancelled', updated_at = $1, finished_at = $1 \
+             WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if let Some(at) = row.get::<Option<i64>>("debounce_first_at")? {
+            first_at = first_at.min(at);
+        }
+        let event_id: String = row.get("event_id")?;
+        report_debounced(tx, &event_id, execution).await?;
+        cancelled
+            .push(Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?);
+    }
+    let run_at = domain::debounce::due_at(now, first_at, debounce.period_ms, debounce.max_wait_ms);
+    sqlx::query("UPDATE executions SET debounce_first_at = $1 WHERE id = $2")
+        .bind(first_at)
+        .bind(execution.id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    if let Some((step, _)) = execution.steps.first()
+        && run_at != now + debounce.period_ms
+    {
+        sqlx::query("UPDATE steps SET next_run_at = $1 WHERE id = $2")
+            .bind(run_at)
+            .bind(step.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+    }
+    Ok((cancelled, run_at))
+}
+
+/// Moves the workflow's entry of an event's outcome from `matched` to `refused`, with reason
+/// `debounced` and the event that replaced it.
+async fn report_debounced(tx: &mut Tx, event_id: &str, by: &NewExecution) -> StoreResult<()> {
+    let row = sqlx::query("SELECT outcome FROM events WHERE id = $1")
+        .bind(event_id.to_owned())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let mut outcome = Columns::of(&row)
+        .get::<Option<String>>("outcome")?
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .unwrap_or_else(|| json!({"matched": [], "notMatched": [], "refused": []}));
+    domain::debounce::report(
+        &mut outcome,
+        &by.workflow_id.to_string(),
+        &by.event_id.to_string(),
+    );
+    sqlx::query("UPDATE events SET outcome = $1 WHERE id = $2")
+        .bind(outcome.to_string())
+        .bind(event_id.to_owned())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    Ok(())
 }
 
 impl Store {

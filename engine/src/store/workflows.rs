@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
-use switchyard_schemas::{ActionSpec, Concurrency, EntityType, Schedule};
+use switchyard_schemas::{ActionSpec, Concurrency, Debounce, EntityType, Schedule};
 use uuid::Uuid;
 
 use super::row::Columns;
@@ -27,6 +27,8 @@ pub struct WorkflowSpec {
     pub schedule: Option<Schedule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Debounce>,
 }
 
 /// A workflow with its current version's spec.
