@@ -364,6 +364,8 @@ async fn ingest_matched(
             record,
             update_entity: event.update_entity,
             executions: decision.executions,
+            source_modified_at: event.source_modified_at,
+            stale: false,
         });
     }
 
@@ -383,6 +385,7 @@ async fn ingest_matched(
                     id,
                     event_key: key,
                     duplicate: true,
+                    stale: false,
                 },
                 Vec::new(),
             ),
@@ -393,6 +396,7 @@ async fn ingest_matched(
                         id: first.id,
                         event_key: first.event_key.clone(),
                         duplicate: true,
+                        stale: false,
                     },
                     Vec::new(),
                 )
