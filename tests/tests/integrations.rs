@@ -25,6 +25,8 @@ on_both_databases! {
     replayed_bodies_with_fresh_delivery_ids_start_nothing => replayed_bodies_with_fresh_delivery_ids_start_nothing;
     store_urls_must_be_https => store_urls_must_be_https;
     configuring_a_disabled_store_again_enables_it => configuring_a_disabled_store_again_enables_it;
+    stale_shopify_deliveries_change_and_start_nothing => stale_shopify_deliveries_change_and_start_nothing;
+    stale_woocommerce_deliveries_change_and_start_nothing => stale_woocommerce_deliveries_change_and_start_nothing;
 }
 
 /// Test credentials. The two secrets are the fixtures' (tests/fixtures/*/HEADERS.md), so their
@@ -1477,5 +1479,235 @@ async fn configuring_a_disabled_store_again_enables_it(db: Db) {
         .await
         .assert_error(409, "CONFLICT");
     assert_not_at_rest(&server.db, &[SHOPIFY_TOKEN, SHOPIFY_SECRET]).await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stale deliveries (CONTRACT §8): stores deliver out of order; a delivery older than the version
+// of its entity already stored changes nothing and starts nothing.
+
+/// base64 HMAC-SHA256 of the body: how Shopify and WooCommerce both sign deliveries.
+fn store_signature(secret: &str, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A fixture with some fields replaced, as the bytes a store would send.
+fn variant(file: &str, fields: &[(&str, Value)]) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&fixture(file)).expect("fixture json");
+    for (name, value) in fields {
+        body[*name] = value.clone();
+    }
+    serde_json::to_vec(&body).expect("json")
+}
+
+/// Which provider a stale-delivery test drives, and how it delivers an order version.
+#[derive(Clone, Copy)]
+enum Store {
+    Shopify,
+    WooCommerce,
+}
+
+impl Store {
+    fn configure_body(self, url: &str) -> Value {
+        match self {
+            Store::Shopify => shopify_body(url),
+            Store::WooCommerce => woocommerce_body(url),
+        }
+    }
+
+    /// The order `id` at modification time `modified` (the store's own format) with `status`,
+    /// as an order-created delivery; returns the answer's `data` and the event id.
+    async fn deliver_order(
+        self,
+        server: &TestServer,
+        guid: &str,
+        delivery: &str,
+        id: u64,
+        modified: &str,
+        status: &str,
+    ) -> (Value, String) {
+        let reply = match self {
+            Store::Shopify => {
+                let body = variant(
+                    "shopify/orders-create.json",
+                    &[
+                        ("id", json!(id)),
+                        ("updated_at", json!(modified)),
+                        ("financial_status", json!(status)),
+                    ],
+                );
+                let signature = store_signature(SHOPIFY_SECRET, &body);
+                deliver(
+                    server,
+                    guid,
+                    &[
+                        ("x-shopify-topic", "orders/create"),
+                        ("x-shopify-hmac-sha256", &signature),
+                        ("x-shopify-shop-domain", "larkspur-goods-test.myshopify.com"),
+                        ("x-shopify-webhook-id", delivery),
+                        // The delivery's own time says nothing about the order's version.
+                        ("x-shopify-triggered-at", "2026-05-14T14:21:08.412907Z"),
+                    ],
+                    body,
+                )
+                .await
+            }
+            Store::WooCommerce => {
+                let body = variant(
+                    "woocommerce/order-created.json",
+                    &[
+                        ("id", json!(id)),
+                        ("date_modified_gmt", json!(modified)),
+                        ("status", json!(status)),
+                    ],
+                );
+                let signature = store_signature(WC_SECRET, &body);
+                deliver(
+                    server,
+                    guid,
+                    &[
+                        ("x-wc-webhook-source", "https://fixture-store.example.com/"),
+                        ("x-wc-webhook-topic", "order.created"),
+                        ("x-wc-webhook-signature", &signature),
+                        ("x-wc-webhook-id", "16"),
+                        ("x-wc-webhook-delivery-id", delivery),
+                    ],
+                    body,
+                )
+                .await
+            }
+        };
+        let data = reply.assert_ok(200).clone();
+        let events = data["events"].as_array().expect("events");
+        assert_eq!(events.len(), 1, "{data:?}");
+        let event_id = events[0]["eventId"].as_str().expect("eventId").to_owned();
+        (data, event_id)
+    }
+
+    /// Modification times of one order, oldest first, in the store's format (Shopify: with an
+    /// offset; WooCommerce: UTC without one).
+    fn times(self) -> [&'static str; 3] {
+        match self {
+            Store::Shopify => [
+                "2026-05-15T09:02:33-04:00",
+                "2026-05-15T09:02:34-04:00",
+                "2026-05-15T15:10:00+02:00", // 13:10 UTC: the offsets count
+            ],
+            Store::WooCommerce => [
+                "2026-05-15T07:02:33",
+                "2026-05-15T07:02:34",
+                "2026-05-15T13:00:00",
+            ],
+        }
+    }
+}
+
+async fn stale_shopify_deliveries_change_and_start_nothing(db: Db) {
+    stale_deliveries(db, Store::Shopify).await;
+}
+
+async fn stale_woocommerce_deliveries_change_and_start_nothing(db: Db) {
+    stale_deliveries(db, Store::WooCommerce).await;
+}
+
+async fn stale_deliveries(db: Db, provider: Store) {
+    let server = TestServer::start(db).await;
+    let (_, key) = server.tenant("Acme").await;
+    let store = fake_store().await;
+    let receiver = Receiver::start().await;
+    let guid = configure(&server, &key, provider.configure_body(&store))
+        .await
+        .assert_ok(201)["guid"]
+        .as_str()
+        .expect("guid")
+        .to_owned();
+    let workflow = webhook_workflow(&server, &key, "Order", "order_created", &receiver.url).await;
+    let [older, newer, newest] = provider.times();
+
+    // The newer version arrives first: it runs.
+    let (answer, first) = provider
+        .deliver_order(&server, &guid, "d-newer", 7001, newer, "paid")
+        .await;
+    assert_eq!(answer["stale"], false, "{answer:?}");
+    assert_eq!(answer["events"][0]["stale"], false, "{answer:?}");
+    let event = processed_event(&server, &key, &first).await;
+    assert_eq!(event["executions"].as_array().map(Vec::len), Some(1));
+    receiver.wait_for(1, WAIT).await;
+
+    // Then the older one: stored, but it starts nothing and says why.
+    let (answer, second) = provider
+        .deliver_order(&server, &guid, "d-older", 7001, older, "pending")
+        .await;
+    assert_eq!(answer["stale"], true, "{answer:?}");
+    assert_eq!(answer["duplicate"], false, "{answer:?}");
+    assert_eq!(answer["events"][0]["stale"], true, "{answer:?}");
+    let event = processed_event(&server, &key, &second).await;
+    assert_eq!(event["outcome"]["reason"], "stale", "{event:?}");
+    assert_eq!(event["outcome"]["matched"], json!([]), "{event:?}");
+    let refused = event["outcome"]["refused"].as_array().expect("refused");
+    assert_eq!(refused.len(), 1, "{event:?}");
+    assert_eq!(refused[0]["workflowId"], workflow.as_str());
+    assert_eq!(refused[0]["reason"], "stale");
+    assert_eq!(event["executions"], json!([]), "{event:?}");
+    let executions = server
+        .get(&key, &format!("/api/executions?workflowId={workflow}"))
+        .await;
+    assert_eq!(executions.assert_ok(200).as_array().map(Vec::len), Some(1));
+
+    // The entity still holds the newer version: the next delivery's `previous` is it.
+    let (answer, third) = provider
+        .deliver_order(&server, &guid, "d-newest", 7001, newest, "refunded")
+        .await;
+    assert_eq!(answer["stale"], false, "{answer:?}");
+    let event = processed_event(&server, &key, &third).await;
+    assert_eq!(event["previous"]["status"], "paid", "{event:?}");
+    assert_eq!(event["executions"].as_array().map(Vec::len), Some(1));
+    receiver.wait_for(2, WAIT).await;
+
+    // The same versions the other way round, for another order: both run.
+    let (answer, fourth) = provider
+        .deliver_order(&server, &guid, "d-2-older", 7002, older, "pending")
+        .await;
+    assert_eq!(answer["stale"], false, "{answer:?}");
+    let (answer, fifth) = provider
+        .deliver_order(&server, &guid, "d-2-newer", 7002, newer, "paid")
+        .await;
+    assert_eq!(answer["stale"], false, "{answer:?}");
+    for id in [&fourth, &fifth] {
+        let event = processed_event(&server, &key, id).await;
+        assert_eq!(event["executions"].as_array().map(Vec::len), Some(1));
+        assert!(event["outcome"].get("reason").is_none(), "{event:?}");
+    }
+    let event = processed_event(&server, &key, &fifth).await;
+    assert_eq!(event["previous"]["status"], "pending", "{event:?}");
+    receiver.wait_for(4, WAIT).await;
+
+    // An event posted through the API has no source time: never stale, whatever is stored.
+    let reply = server
+        .post(
+            &key,
+            "/api/events",
+            &json!({"entityType": "Order", "trigger": "order_created", "entityId": "7001",
+                    "eventId": "api-1", "data": {"status": "api"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let event = processed_event(&server, &key, "api-1").await;
+    assert_eq!(event["executions"].as_array().map(Vec::len), Some(1));
+    // … and it leaves the stored source time as it was: the older version is still stale.
+    let (answer, sixth) = provider
+        .deliver_order(&server, &guid, "d-older-again", 7001, newer, "pending")
+        .await;
+    assert_eq!(answer["stale"], true, "{answer:?}");
+    let event = processed_event(&server, &key, &sixth).await;
+    assert_eq!(event["previous"]["status"], "api", "{event:?}");
+    receiver.wait_for(5, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 5, "stale deliveries delivered nothing");
     server.stop().await;
 }

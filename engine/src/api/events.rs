@@ -50,7 +50,9 @@ pub struct EventView {
     /// `pending` until matched, then `processed`.
     pub state: String,
     /// What matching found: `matched` (with the executions started), `notMatched` (each
-    /// condition's result and any script error), `refused` (chain limits, with the reason).
+    /// condition's result and any script error), `refused` (chain limits, with the reason). A
+    /// store delivery older than its entity's stored version has `reason: "stale"` (nothing
+    /// matched; would-be matches refused with reason `stale`).
     #[schema(value_type = Option<Object>)]
     pub outcome: Option<Value>,
     /// Executions this event started.

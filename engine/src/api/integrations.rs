@@ -144,6 +144,9 @@ pub struct InboundEventResult {
     pub event_id: String,
     /// A redelivery: stored before, started nothing now.
     pub duplicate: bool,
+    /// Older than the version of its entity already stored (the resource's `updated_at` /
+    /// `date_modified_gmt`): stored with reason `stale`, changed and started nothing.
+    pub stale: bool,
 }
 
 /// Answer of an inbound delivery: the events it stood for (none for a ping, an ignored topic, a
@@ -155,6 +158,9 @@ pub struct InboundResult {
     /// The same topic and body were accepted before (within 7 days), under this or another
     /// delivery id: nothing was ingested now; `events` are the first delivery's.
     pub duplicate: bool,
+    /// The delivery is older than the version of its entity already stored: it changed nothing
+    /// and started nothing (each event is recorded with reason `stale`).
+    pub stale: bool,
 }
 
 /// The provider catalog.
@@ -508,6 +514,7 @@ async fn inbound(
         return Ok(ok(InboundResult {
             events: Vec::new(),
             duplicate: false,
+            stale: false,
         }));
     }
     let credentials = open_credentials(&state, &record)?;
@@ -534,7 +541,7 @@ async fn inbound(
     }
     let mut events = integrations::settle(&state.store, record.tenant_id, translated).await?;
     // Every event is checked before any is ingested, so a bad one leaves no partial delivery.
-    for event in &mut events {
+    for (event, _) in &mut events {
         validate_event(event)?;
         event.trigger = switchyard_triggers::resolve(event.entity_type, &event.trigger)
             .map(|t| t.code.to_owned())
@@ -543,7 +550,10 @@ async fn inbound(
     // A captured delivery replayed under a fresh delivery id (which the signature does not
     // cover) is recognised by its topic and body: it starts nothing.
     let digest = integrations::delivery_digest(provider.delivery_topic(&headers), &body);
-    let keys: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
+    let keys: Vec<String> = events
+        .iter()
+        .filter_map(|(e, _)| e.event_id.clone())
+        .collect();
     if let Some(earlier) = state
         .store
         .claim_delivery_digest(record.id, &digest, &keys, integrations::REPLAY_WINDOW)
@@ -556,14 +566,20 @@ async fn inbound(
                 .map(|event_id| InboundEventResult {
                     event_id,
                     duplicate: true,
+                    stale: false,
                 })
                 .collect(),
             duplicate: true,
+            stale: false,
         }));
     }
     let mut results = Vec::with_capacity(events.len());
-    for event in events {
-        let ingested = match state.executor.ingest(record.tenant_id, event).await {
+    for (event, source_modified_at) in events {
+        let ingested = match state
+            .executor
+            .ingest_sourced(record.tenant_id, event, source_modified_at)
+            .await
+        {
             Ok(ingested) => ingested,
             Err(e) => {
                 // Not ingested: the store will retry it, which must not be taken for a replay.
@@ -580,13 +596,16 @@ async fn inbound(
         results.push(InboundEventResult {
             event_id: ingested.event_key,
             duplicate: ingested.duplicate,
+            stale: ingested.stale,
         });
     }
     let duplicate = !results.is_empty() && results.iter().all(|r| r.duplicate);
+    let stale = results.iter().any(|r| r.stale);
     metrics::counter!("switchyard_inbound_webhooks_total", "provider" => provider.code(), "outcome" => "accepted").increment(1);
     Ok(ok(InboundResult {
         events: results,
         duplicate,
+        stale,
     }))
 }
 

@@ -13,6 +13,7 @@ pub mod event_view;
 pub mod execution;
 pub mod job;
 pub mod schedule;
+pub mod staleness;
 
 pub use chain::{ChainLimits, ChainRefusal, ChainState};
 pub use event_view::{EventFacts, EventView};

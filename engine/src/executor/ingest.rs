@@ -362,6 +362,8 @@ async fn ingest_matched(
             record,
             update_entity: event.update_entity,
             executions: decision.executions,
+            source_modified_at: event.source_modified_at,
+            stale: false,
         });
     }
 
@@ -381,6 +383,7 @@ async fn ingest_matched(
                     id,
                     event_key: key,
                     duplicate: true,
+                    stale: false,
                 },
                 Vec::new(),
             ),
@@ -391,6 +394,7 @@ async fn ingest_matched(
                         id: first.id,
                         event_key: first.event_key.clone(),
                         duplicate: true,
+                        stale: false,
                     },
                     Vec::new(),
                 )

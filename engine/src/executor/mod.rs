@@ -184,6 +184,18 @@ impl Executor {
         tenant_id: Uuid,
         event: EventIn,
     ) -> StoreResult<crate::store::Ingested> {
+        self.ingest_sourced(tenant_id, event, None).await
+    }
+
+    /// A store delivery's event, with the resource's modification time (Unix ms) when the
+    /// delivery states one: older than the entity's stored one, it is stored stale and starts
+    /// nothing ([`crate::domain::staleness`]).
+    pub async fn ingest_sourced(
+        &self,
+        tenant_id: Uuid,
+        event: EventIn,
+        source_modified_at: Option<i64>,
+    ) -> StoreResult<crate::store::Ingested> {
         let new = NewEvent {
             tenant_id,
             event_key: event.event_id,
@@ -197,6 +209,7 @@ impl Executor {
             causation_id: None,
             depth: 0,
             chain: Vec::new(),
+            source_modified_at,
         };
         let ingested = self.ingest.ingest(new).await?;
         metrics::counter!("switchyard_events_ingested_total", "duplicate" => ingested.duplicate.to_string()).increment(1);

@@ -147,6 +147,8 @@ impl Provider for Custom {
         Ok(vec![InboundEvent {
             event,
             emit: Emit::Always,
+            // A custom sender states no source time: its events are never stale.
+            source_modified_at: None,
         }])
     }
 }

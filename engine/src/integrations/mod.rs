@@ -409,6 +409,10 @@ pub struct TranslateError(pub String);
 pub struct InboundEvent {
     pub event: EventIn,
     pub emit: Emit,
+    /// The resource's own modification time as the delivery states it (Shopify `updated_at`,
+    /// WooCommerce `date_modified_gmt`): a delivery older than what the entity store holds is
+    /// stale (CONTRACT §8). `None` when the payload has none: never stale.
+    pub source_modified_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// When a translated event is ingested.
@@ -428,7 +432,7 @@ pub async fn settle(
     store: &Store,
     tenant_id: Uuid,
     events: Vec<InboundEvent>,
-) -> StoreResult<Vec<EventIn>> {
+) -> StoreResult<Vec<(EventIn, Option<i64>)>> {
     let mut stored: HashMap<(EntityType, String), Option<Map<String, Value>>> = HashMap::new();
     for inbound in &events {
         let key = (inbound.event.entity_type, inbound.event.entity_id.clone());
@@ -457,7 +461,10 @@ pub async fn settle(
             if event.previous.is_none() {
                 event.previous = Some(previous.unwrap_or_default());
             }
-            Some(event)
+            Some((
+                event,
+                inbound.source_modified_at.map(|t| t.timestamp_millis()),
+            ))
         })
         .collect())
 }
@@ -481,6 +488,7 @@ pub fn delivery_events(
     entity_id: &str,
     data: Map<String, Value>,
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    source_modified_at: Option<chrono::DateTime<chrono::Utc>>,
     triggers: &[(&str, Emit)],
 ) -> Vec<InboundEvent> {
     triggers
@@ -501,6 +509,7 @@ pub fn delivery_events(
                 occurred_at,
             },
             emit,
+            source_modified_at,
         })
         .collect()
 }

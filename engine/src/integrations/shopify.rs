@@ -273,6 +273,8 @@ impl Provider for Shopify {
             &id,
             data,
             occurred_at,
+            // The order's (product's, …) own modification time, not the delivery's.
+            timestamp(body.get("updated_at")),
             &triggers,
         ))
     }

@@ -251,6 +251,8 @@ impl Provider for WooCommerce {
             &id,
             data,
             occurred_at,
+            // UTC without an offset (`timestamp` reads it so).
+            timestamp(body.get("date_modified_gmt")),
             &triggers,
         ))
     }

@@ -212,6 +212,7 @@ impl Scheduler {
             depth: 0,
             chain: Vec::new(),
             update_entity: false,
+            source_modified_at: None,
         };
         let Some(event_id) = self.store.claim_tick(&claim, &event).await? else {
             return Ok(());

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::row::Columns;
 use super::tenants::{parse_uuid, tenant_and_id};
 use super::{Store, StoreError, StoreResult, from_ms, now_ms};
+use crate::domain::staleness;
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -30,6 +31,9 @@ pub struct NewEvent {
     /// Whether `data` becomes the entity's latest data (false for schedule ticks, whose entity is
     /// `{}`).
     pub update_entity: bool,
+    /// The resource's own modification time (Unix ms) as a store delivery states it; `None` for
+    /// events without one, which are never stale (see [`crate::domain::staleness`]).
+    pub source_modified_at: Option<i64>,
 }
 
 /// A stored event.
@@ -58,6 +62,8 @@ pub struct Ingested {
     pub id: Uuid,
     pub event_key: String,
     pub duplicate: bool,
+    /// Stored, but older than its entity's stored source time: it changed and started nothing.
+    pub stale: bool,
 }
 
 pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, event_key, entity_type, entity_id, trig, data, previous, \
@@ -107,28 +113,58 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     let tenant = event.tenant_id.to_string();
     let now = now_ms();
 
-    let stored: Option<String> = sqlx::query(
-        "SELECT data FROM entities WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3",
+    if event.source_modified_at.is_some() && event.update_entity {
+        lock_entities(
+            tx,
+            [(
+                event.tenant_id,
+                event.entity_type.as_str(),
+                event.entity_id.as_str(),
+            )],
+        )
+        .await?;
+    }
+    let row = sqlx::query(
+        "SELECT data, source_modified_at FROM entities \
+         WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3",
     )
     .bind(&tenant)
     .bind(event.entity_type.as_str())
     .bind(&event.entity_id)
     .fetch_optional(&mut **tx)
     .await
-    .map_err(StoreError::from_sqlx)?
-    .map(|r| Columns::of(&r).get("data"))
-    .transpose()?;
+    .map_err(StoreError::from_sqlx)?;
+    let (stored, stored_source): (Option<String>, Option<i64>) = match &row {
+        Some(r) => {
+            let r = Columns::of(r);
+            (Some(r.get("data")?), r.get("source_modified_at")?)
+        }
+        None => (None, None),
+    };
+    let freshness = if event.update_entity {
+        staleness::decide(event.source_modified_at, stored_source)
+    } else {
+        staleness::Freshness::Unsourced
+    };
     let previous = match &event.previous {
         Some(p) => Some(Value::Object(p.clone()).to_string()),
         None => stored,
+    };
+    // A stale event is stored already matched: it starts nothing.
+    let (state, outcome) = match (freshness, event.source_modified_at) {
+        (staleness::Freshness::Stale { stored }, Some(incoming)) => (
+            "processed",
+            Some(staleness::stale_outcome(None, incoming, stored).to_string()),
+        ),
+        _ => ("pending", None),
     };
 
     let inserted = sqlx::query(
         // An emitted event inherits its cause's chain root (the cause's own id when the cause
         // is a root), for the chain's execution limit.
         "INSERT INTO events (id, tenant_id, event_key, entity_type, entity_id, trig, data, previous, \
-         occurred_at, received_at, causation_id, depth, chain, state, root_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', \
+         occurred_at, received_at, causation_id, depth, chain, state, outcome, root_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
          (SELECT COALESCE(c.root_id, c.id) FROM events c WHERE c.id = $11)) \
          ON CONFLICT (tenant_id, event_key) DO NOTHING",
     )
@@ -145,6 +181,8 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
     .bind(event.causation_id.map(|c| c.to_string()))
     .bind(event.depth)
     .bind(serde_json::to_string(&event.chain).unwrap_or_else(|_| "[]".to_owned()))
+    .bind(state)
+    .bind(outcome)
     .execute(&mut **tx)
     .await
     .map_err(StoreError::from_sqlx)?;
@@ -161,32 +199,73 @@ pub(crate) async fn insert_event(tx: &mut Tx, event: &NewEvent) -> StoreResult<I
             id: parse_uuid(&existing)?,
             event_key: key,
             duplicate: true,
+            stale: false,
         });
     }
 
-    if event.update_entity {
+    if event.update_entity && !freshness.is_stale() {
         let status = entity_status(&Value::Object(event.data.clone()));
-        sqlx::query(
-            "INSERT INTO entities (tenant_id, entity_type, entity_id, data, status, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (tenant_id, entity_type, entity_id) \
-             DO UPDATE SET data = excluded.data, status = excluded.status, updated_at = excluded.updated_at",
-        )
-        .bind(&tenant)
-        .bind(event.entity_type.as_str())
-        .bind(&event.entity_id)
-        .bind(Value::Object(event.data.clone()).to_string())
-        .bind(status)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+        let sql = format!(
+            "INSERT INTO entities (tenant_id, entity_type, entity_id, data, status, updated_at, \
+             source_modified_at) VALUES ($1, $2, $3, $4, $5, $6, $7) {ENTITY_UPSERT}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&tenant)
+            .bind(event.entity_type.as_str())
+            .bind(&event.entity_id)
+            .bind(Value::Object(event.data.clone()).to_string())
+            .bind(status)
+            .bind(now)
+            .bind(freshness.stored_after(stored_source))
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
     }
     Ok(Ingested {
         id,
         event_key: key,
         duplicate: false,
+        stale: freshness.is_stale(),
     })
+}
+
+/// How an entity row is upserted: the newest data wins, and the stored source time only moves
+/// forward (an event without one keeps it). The `WHERE` repeats the staleness rule as a guard:
+/// the callers decide under a lock, so it never refuses what they found fresh.
+const ENTITY_UPSERT: &str = "ON CONFLICT (tenant_id, entity_type, entity_id) \
+     DO UPDATE SET data = excluded.data, status = excluded.status, updated_at = excluded.updated_at, \
+     source_modified_at = COALESCE(excluded.source_modified_at, entities.source_modified_at) \
+     WHERE excluded.source_modified_at IS NULL OR entities.source_modified_at IS NULL \
+     OR excluded.source_modified_at >= entities.source_modified_at";
+
+/// Serialises, on PostgreSQL, the transactions deciding the staleness of these entities: a
+/// transaction-scoped advisory lock per entity, taken in a fixed order (no deadlock between two
+/// batches), held to commit. Unlike `SELECT … FOR UPDATE` it also covers an entity no row exists
+/// for yet. On SQLite the write transaction (`BEGIN IMMEDIATE`) already holds the database's one
+/// write lock.
+async fn lock_entities<'a>(
+    tx: &mut Tx,
+    entities: impl IntoIterator<Item = (Uuid, &'a str, &'a str)>,
+) -> StoreResult<()> {
+    if !tx.backend_name().eq_ignore_ascii_case("postgresql") {
+        return Ok(());
+    }
+    let mut keys: Vec<String> = entities
+        .into_iter()
+        .map(|(tenant, entity_type, id)| format!("{tenant}\u{1f}{entity_type}\u{1f}{id}"))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        sqlx::query(
+            "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS l",
+        )
+        .bind(key)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    }
+    Ok(())
 }
 
 /// Takes up to `wanted` executions from the causal chain of `event_id` (at most `limit` in all,
@@ -241,6 +320,10 @@ pub struct EventWrite {
     pub record: EventRecord,
     pub update_entity: bool,
     pub executions: Vec<super::NewExecution>,
+    /// The store delivery's source time (see [`NewEvent::source_modified_at`]).
+    pub source_modified_at: Option<i64>,
+    /// Set by the write when the event turns out stale (never by the caller).
+    pub stale: bool,
 }
 
 impl EventRecord {
@@ -265,6 +348,70 @@ impl EventRecord {
             outcome: None,
         }
     }
+}
+
+/// The batch with each store delivery decided against its entity's stored source time, in batch
+/// order (a delivery is compared with the newest time before it, stored or earlier in the batch):
+/// a stale one starts nothing (its would-be matches are refused with reason `stale`) and does not
+/// touch its entity. Takes the entities' locks ([`lock_entities`]) first.
+async fn decide_staleness(tx: &mut Tx, writes: &[EventWrite]) -> StoreResult<Vec<EventWrite>> {
+    let keys: Vec<(Uuid, &str, &str)> = writes
+        .iter()
+        .filter(|w| w.update_entity && w.source_modified_at.is_some())
+        .map(|w| {
+            let r = &w.record;
+            (r.tenant_id, r.entity_type.as_str(), r.entity_id.as_str())
+        })
+        .collect();
+    lock_entities(tx, keys.iter().copied()).await?;
+    let mut times: std::collections::HashMap<(Uuid, &str, &str), Option<i64>> =
+        std::collections::HashMap::new();
+    for key in keys {
+        if times.contains_key(&key) {
+            continue;
+        }
+        let row = sqlx::query(
+            "SELECT source_modified_at FROM entities \
+             WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3",
+        )
+        .bind(key.0.to_string())
+        .bind(key.1)
+        .bind(key.2)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let stored = match &row {
+            Some(r) => Columns::of(r).get::<Option<i64>>("source_modified_at")?,
+            None => None,
+        };
+        times.insert(key, stored);
+    }
+    let mut out = writes.to_vec();
+    for (write, original) in out.iter_mut().zip(writes) {
+        let r = &original.record;
+        let key = (r.tenant_id, r.entity_type.as_str(), r.entity_id.as_str());
+        if !write.update_entity {
+            continue;
+        }
+        let Some(stored) = times.get_mut(&key) else {
+            continue;
+        };
+        let freshness = staleness::decide(write.source_modified_at, *stored);
+        if let (staleness::Freshness::Stale { stored }, Some(incoming)) =
+            (freshness, write.source_modified_at)
+        {
+            write.record.outcome = Some(staleness::stale_outcome(
+                write.record.outcome.as_ref(),
+                incoming,
+                stored,
+            ));
+            write.executions.clear();
+            write.update_entity = false;
+            write.stale = true;
+        }
+        *stored = freshness.stored_after(*stored);
+    }
+    Ok(out)
 }
 
 /// The `status` column of the entity store: the data's `status`, as text.
@@ -356,6 +503,18 @@ impl Store {
         writes: &[EventWrite],
     ) -> StoreResult<Vec<(Ingested, Vec<(Uuid, i64)>)>> {
         let mut tx = self.write_tx().await?;
+        // Store deliveries with a source time are decided against their entities' stored time
+        // here, under the lock; events without one (the hot API path) cost nothing more.
+        let decided;
+        let writes: &[EventWrite] = if writes
+            .iter()
+            .any(|w| w.update_entity && w.source_modified_at.is_some())
+        {
+            decided = decide_staleness(&mut tx, writes).await?;
+            &decided
+        } else {
+            writes
+        };
         let mut inserted = std::collections::HashSet::new();
         for chunk in super::pow2_chunks(writes) {
             let sql = format!(
@@ -406,13 +565,24 @@ impl Store {
                 latest.push(r);
             }
         }
+        // Each entity's source time after the batch: the newest of its fresh deliveries.
+        let mut sourced: std::collections::HashMap<(Uuid, &str, &str), i64> =
+            std::collections::HashMap::new();
+        for write in stored.iter().filter(|w| w.update_entity) {
+            if let Some(t) = write.source_modified_at {
+                let r = &write.record;
+                let slot = sourced
+                    .entry((r.tenant_id, r.entity_type.as_str(), r.entity_id.as_str()))
+                    .or_insert(t);
+                *slot = (*slot).max(t);
+            }
+        }
         let now = now_ms();
         for chunk in super::pow2_chunks(&latest) {
             let sql = format!(
-                "INSERT INTO entities (tenant_id, entity_type, entity_id, data, status, updated_at) \
-                 VALUES {} ON CONFLICT (tenant_id, entity_type, entity_id) \
-                 DO UPDATE SET data = excluded.data, status = excluded.status, updated_at = excluded.updated_at",
-                super::values_list(chunk.len(), 6, 1)
+                "INSERT INTO entities (tenant_id, entity_type, entity_id, data, status, updated_at, \
+                 source_modified_at) VALUES {} {ENTITY_UPSERT}",
+                super::values_list(chunk.len(), 7, 1)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for event in chunk {
@@ -422,7 +592,16 @@ impl Store {
                     .bind(event.entity_id.clone())
                     .bind(event.data.to_string())
                     .bind(entity_status(&event.data))
-                    .bind(now);
+                    .bind(now)
+                    .bind(
+                        sourced
+                            .get(&(
+                                event.tenant_id,
+                                event.entity_type.as_str(),
+                                event.entity_id.as_str(),
+                            ))
+                            .copied(),
+                    );
             }
             query
                 .execute(&mut *tx)
@@ -455,6 +634,7 @@ impl Store {
                         id: event.id,
                         event_key: event.event_key.clone(),
                         duplicate: false,
+                        stale: write.stale,
                     },
                     steps,
                 ));
@@ -472,6 +652,7 @@ impl Store {
                         id: parse_uuid(&existing)?,
                         event_key: event.event_key.clone(),
                         duplicate: true,
+                        stale: false,
                     },
                     Vec::new(),
                 ));

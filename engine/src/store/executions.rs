@@ -2016,6 +2016,7 @@ async fn emit_status_change(
             depth: cause.depth + 1,
             chain: chain.clone(),
             update_entity: i == 0,
+            source_modified_at: None,
         };
         let ingested = insert_event(tx, &event).await?;
         if !ingested.duplicate {
