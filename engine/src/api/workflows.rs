@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{IfMatch, Json, PageParams, Query, Tenant, paginate_within, parse_id};
 use super::respond::{list, ok, success};
-use crate::store::{PAGE_BUDGET_CHARS, StoredWorkflow, WorkflowWrite};
+use crate::store::{ExecutionFilter, PAGE_BUDGET_CHARS, StoredWorkflow, WorkflowWrite};
 use crate::workflow_spec::{Revealed, Validator, to_record};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -273,11 +273,12 @@ async fn toggle(
     let stored = state.store.toggle_workflow(tenant.id, id, expected).await?;
     if stored.is_active {
         // On again: the executions that toggling off paused go on from where they stopped.
-        let (_, jobs) = state
-            .store
-            .resume_executions(tenant.id, None, Some(id), Some("workflow_disabled"))
-            .await?;
-        state.executor.dispatch(&jobs).await;
+        let filter = ExecutionFilter {
+            pause_reason: Some("workflow_disabled"),
+            ..ExecutionFilter::workflow(id)
+        };
+        let resumed = state.store.resume_executions(tenant.id, &filter).await?;
+        state.executor.dispatch(&resumed.jobs).await;
     }
     Ok((
         etag(stored.version),
@@ -318,7 +319,7 @@ async fn remove(
     state.store.delete_workflow(tenant.id, id, false).await?;
     state
         .store
-        .cancel_executions(tenant.id, None, Some(id))
+        .cancel_executions(tenant.id, &ExecutionFilter::workflow(id))
         .await?;
     Ok(success())
 }
@@ -352,7 +353,7 @@ async fn resume(
         )
     })?;
     let id = parse_id("workflowId", &raw)?;
-    let (resumed, jobs) = if let Some(execution) = state.store.execution(tenant.id, id).await? {
+    let resumed = if let Some(execution) = state.store.execution(tenant.id, id).await? {
         if crate::domain::resume(execution.status, execution.current_step).is_none() {
             return Err(ApiError::conflict(format!(
                 "the execution is {}, not paused",
@@ -361,22 +362,24 @@ async fn resume(
         }
         state
             .store
-            .resume_executions(tenant.id, Some(id), None, None)
+            .resume_executions(tenant.id, &ExecutionFilter::id(id))
             .await?
     } else if state.store.workflow(tenant.id, id).await?.is_some() {
         let resumed = state
             .store
-            .resume_executions(tenant.id, None, Some(id), None)
+            .resume_executions(tenant.id, &ExecutionFilter::workflow(id))
             .await?;
-        if resumed.0.is_empty() {
+        if resumed.ids.is_empty() {
             return Err(ApiError::conflict("the workflow has no paused executions"));
         }
         resumed
     } else {
         return Err(ApiError::not_found("execution or workflow"));
     };
-    state.executor.dispatch(&jobs).await;
-    Ok(ok(Resumed { resumed }))
+    state.executor.dispatch(&resumed.jobs).await;
+    Ok(ok(Resumed {
+        resumed: resumed.ids,
+    }))
 }
 
 /// The POST form of resume-workflow.
