@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_tests::receiver::{Answer, Receiver};
-use switchyard_tests::{Db, TestServer, WAIT, on_both_databases};
+use switchyard_tests::{Db, TestServer, WAIT, on_both_databases, send};
 
 on_both_databases! {
     bulk_resume_delivers_every_paused_run => bulk_resume_delivers_every_paused_run;
@@ -358,6 +358,22 @@ async fn bad_bodies_are_refused_and_change_nothing(db: Db) {
         reply.assert_error(400, "VALIDATION_ERROR");
         let message = reply.body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("paused"), "{}", reply.body);
+    }
+    // The bulk routes are POST only; an execution id is not taken for `resume` or `cancel`.
+    for op in ["resume", "cancel"] {
+        let reply = server.get(&key, &format!("/api/executions/{op}")).await;
+        reply.assert_error(405, "METHOD_NOT_ALLOWED");
+    }
+    // The OpenAPI document lists both routes with their body.
+    let doc = send(server.http.get(server.url("/api/openapi.json"))).await;
+    for op in ["resume", "cancel"] {
+        let post = &doc.body["paths"][format!("/api/executions/{op}")]["post"];
+        assert!(post["requestBody"].is_object(), "{op}: {post}");
+        assert!(post["responses"]["200"].is_object(), "{op}: {post}");
+    }
+    let body = &doc.body["components"]["schemas"]["BulkRequest"]["properties"];
+    for field in ["workflowId", "status", "since", "until"] {
+        assert!(body[field].is_object(), "BulkRequest lacks {field}: {body}");
     }
     // A well-formed filter naming an unknown workflow matches nothing.
     let unknown = json!({"workflowId": uuid::Uuid::now_v7()});
