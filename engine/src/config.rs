@@ -272,6 +272,17 @@ pub struct Settings {
         global = true
     )]
     pub max_push_subscriptions: u32,
+
+    /// Executions one bulk `POST /api/executions/resume` or `/cancel` acts on (oldest first); the
+    /// answer says `more: true` when more matched, and the caller calls again.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_BULK_EXECUTIONS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub max_bulk_executions: u32,
     /// How long a client may take to send a request's headers; a connection that has not sent
     /// them in time is closed (slow-header clients cannot hold connections open).
     #[arg(long, env = "SWITCHYARD_HEADER_TIMEOUT", default_value = "10s", global = true, value_parser = parse_duration)]

@@ -1,4 +1,4 @@
-//! Executions: list, read (every step and every attempt), cancel.
+//! Executions: list, read (every step and every attempt), cancel; bulk resume and cancel.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -12,15 +12,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PageParams, Query, Tenant, paginate_within, parse_id};
+use super::extract::{Json, PageParams, Query, Tenant, paginate_within, parse_id};
 use super::respond::{list, ok};
-use crate::store::{ExecutionRecord, PAGE_BUDGET_CHARS, StepRecord};
+use crate::store::{ExecutionFilter, ExecutionRecord, PAGE_BUDGET_CHARS, StepRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/executions", get(list_executions))
         .route("/api/executions/{id}", get(get_execution))
         .route("/api/executions/{id}/cancel", post(cancel))
+        .route("/api/executions/resume", post(bulk_resume))
+        .route("/api/executions/cancel", post(bulk_cancel))
 }
 
 /// An execution with its steps and their attempts.
@@ -146,11 +148,11 @@ async fn cancel(
             execution.status
         )));
     }
-    let (_, jobs) = state
+    let cancelled = state
         .store
-        .cancel_executions(tenant.id, Some(id), None)
+        .cancel_executions(tenant.id, &ExecutionFilter::id(id))
         .await?;
-    state.executor.dispatch(&jobs).await;
+    state.executor.dispatch(&cancelled.jobs).await;
     let execution = state
         .store
         .execution(tenant.id, id)
@@ -158,4 +160,141 @@ async fn cancel(
         .ok_or_else(|| ApiError::not_found("execution"))?;
     let steps = state.store.execution_steps(tenant.id, id).await?;
     Ok(ok(ExecutionView { execution, steps }))
+}
+
+/// Body of the bulk `POST /api/executions/resume` and `POST /api/executions/cancel`: every field
+/// given must hold (none: every execution the operation applies to).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BulkRequest {
+    /// Only executions of this workflow (another tenant's, or an unknown one, matches nothing).
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub workflow_id: Option<String>,
+    /// Only executions in this status: `paused` for resume (the only resumable one); `queued`,
+    /// `running`, `waiting` or `paused` for cancel (the unfinished ones).
+    #[serde(default)]
+    #[schema(value_type = Option<ExecutionStatus>)]
+    pub status: Option<String>,
+    /// Only executions created at or after this time (RFC 3339).
+    #[serde(default)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only executions created at or before this time (RFC 3339).
+    #[serde(default)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a bulk resume or cancel did.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkResult {
+    /// Executions resumed or cancelled by this call.
+    pub count: usize,
+    /// More executions matched than one call acts on (`--max-bulk-executions`, oldest first):
+    /// call again for the rest.
+    pub more: bool,
+}
+
+enum Bulk {
+    Resume,
+    Cancel,
+}
+
+/// The filter a bulk body asks for, or the 400 that explains what is wrong with it.
+fn bulk_filter(body: BulkRequest, bulk: &Bulk, limit: u32) -> ApiResult<ExecutionFilter> {
+    let workflow_id = body
+        .workflow_id
+        .as_deref()
+        .map(|w| parse_id("workflowId", w))
+        .transpose()?;
+    let status = match body.status.as_deref() {
+        None => None,
+        Some(text) => {
+            let shown = text.chars().take(32).collect::<String>();
+            let status = ExecutionStatus::parse(text).ok_or_else(|| {
+                ApiError::field(
+                    "status",
+                    format!("unknown status `{shown}`: expected queued, running, waiting, succeeded, paused or cancelled"),
+                )
+            })?;
+            match bulk {
+                Bulk::Resume if crate::domain::resume(status, 0).is_none() => {
+                    return Err(ApiError::field(
+                        "status",
+                        format!(
+                            "only paused executions can be resumed, not {status} ones: use `paused` or leave status out"
+                        ),
+                    ));
+                }
+                Bulk::Cancel if !crate::domain::cancellable(status) => {
+                    return Err(ApiError::field(
+                        "status",
+                        format!(
+                            "{status} executions are finished and cannot be cancelled: use queued, running, waiting or paused, or leave status out"
+                        ),
+                    ));
+                }
+                _ => Some(status),
+            }
+        }
+    };
+    if let (Some(since), Some(until)) = (body.since, body.until)
+        && since > until
+    {
+        return Err(ApiError::field("since", "since must not be after until"));
+    }
+    Ok(ExecutionFilter {
+        workflow_id,
+        status,
+        since: body.since.map(|t| t.timestamp_millis()),
+        until: body.until.map(|t| t.timestamp_millis()),
+        limit: Some(limit),
+        ..ExecutionFilter::default()
+    })
+}
+
+/// Resume every paused execution of the tenant that matches (oldest first, at most
+/// `--max-bulk-executions` per call), each re-running the step it stopped at.
+#[utoipa::path(post, path = "/api/executions/resume", tag = "executions",
+    request_body(content = BulkRequest, example = json!({
+        "workflowId": "0190d8c4-9b1e-7c3a-8f00-5a1b2c3d4e5f", "since": "2026-01-01T00:00:00Z"})),
+    responses(
+        (status = 200, body = DataEnvelope<BulkResult>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn bulk_resume(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Json(body): Json<BulkRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let filter = bulk_filter(body, &Bulk::Resume, state.settings.max_bulk_executions)?;
+    let resumed = state.store.resume_executions(tenant.id, &filter).await?;
+    state.executor.dispatch(&resumed.jobs).await;
+    Ok(ok(BulkResult {
+        count: resumed.ids.len(),
+        more: resumed.more,
+    }))
+}
+
+/// Cancel every unfinished execution of the tenant that matches (oldest first, at most
+/// `--max-bulk-executions` per call); a step that is running finishes, nothing runs after it.
+#[utoipa::path(post, path = "/api/executions/cancel", tag = "executions",
+    request_body(content = BulkRequest, example = json!({"status": "paused"})),
+    responses(
+        (status = 200, body = DataEnvelope<BulkResult>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn bulk_cancel(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Json(body): Json<BulkRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let filter = bulk_filter(body, &Bulk::Cancel, state.settings.max_bulk_executions)?;
+    let cancelled = state.store.cancel_executions(tenant.id, &filter).await?;
+    // Executions their concurrency keys may start now.
+    state.executor.dispatch(&cancelled.jobs).await;
+    Ok(ok(BulkResult {
+        count: cancelled.ids.len(),
+        more: cancelled.more,
+    }))
 }

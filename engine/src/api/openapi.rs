@@ -26,6 +26,7 @@ use super::AppState;
         super::integrations::remove, super::integrations::inbound,
         super::tenant::read, super::tenant::update,
         super::executions::list_executions, super::executions::get_execution, super::executions::cancel,
+        super::executions::bulk_resume, super::executions::bulk_cancel,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     tags(

@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{IfMatch, Json, PageParams, Query, Tenant, paginate_within, parse_id};
 use super::respond::{list, ok, success};
-use crate::store::{PAGE_BUDGET_CHARS, StoredWorkflow, WorkflowWrite};
+use crate::store::{ExecutionFilter, PAGE_BUDGET_CHARS, StoredWorkflow, WorkflowWrite};
 use crate::workflow_spec::{Revealed, Validator, to_record};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -273,11 +273,12 @@ async fn toggle(
     let stored = state.store.toggle_workflow(tenant.id, id, expected).await?;
     if stored.is_active {
         // On again: the executions that toggling off paused go on from where they stopped.
-        let (_, jobs) = state
-            .store
-            .resume_executions(tenant.id, None, Some(id), Some("workflow_disabled"))
-            .await?;
-        state.executor.dispatch(&jobs).await;
+        let filter = ExecutionFilter {
+            pause_reason: Some("workflow_disabled"),
+            ..ExecutionFilter::workflow(id)
+        };
+        let resumed = state.store.resume_executions(tenant.id, &filter).await?;
+        state.executor.dispatch(&resumed.jobs).await;
     }
     Ok((
         etag(stored.version),
@@ -318,11 +319,11 @@ async fn remove(
     state.store.delete_workflow(tenant.id, id, false).await?;
     // Nothing of a deleted workflow runs again, so there is nothing to release; the jobs are
     // dispatched all the same and find their executions cancelled.
-    let (_, jobs) = state
+    let cancelled = state
         .store
-        .cancel_executions(tenant.id, None, Some(id))
+        .cancel_executions(tenant.id, &ExecutionFilter::workflow(id))
         .await?;
-    state.executor.dispatch(&jobs).await;
+    state.executor.dispatch(&cancelled.jobs).await;
     Ok(success())
 }
 
@@ -355,7 +356,7 @@ async fn resume(
         )
     })?;
     let id = parse_id("workflowId", &raw)?;
-    let (resumed, jobs) = if let Some(execution) = state.store.execution(tenant.id, id).await? {
+    let resumed = if let Some(execution) = state.store.execution(tenant.id, id).await? {
         if crate::domain::resume(execution.status, execution.current_step).is_none() {
             return Err(ApiError::conflict(format!(
                 "the execution is {}, not paused",
@@ -364,22 +365,24 @@ async fn resume(
         }
         state
             .store
-            .resume_executions(tenant.id, Some(id), None, None)
+            .resume_executions(tenant.id, &ExecutionFilter::id(id))
             .await?
     } else if state.store.workflow(tenant.id, id).await?.is_some() {
         let resumed = state
             .store
-            .resume_executions(tenant.id, None, Some(id), None)
+            .resume_executions(tenant.id, &ExecutionFilter::workflow(id))
             .await?;
-        if resumed.0.is_empty() {
+        if resumed.ids.is_empty() {
             return Err(ApiError::conflict("the workflow has no paused executions"));
         }
         resumed
     } else {
         return Err(ApiError::not_found("execution or workflow"));
     };
-    state.executor.dispatch(&jobs).await;
-    Ok(ok(Resumed { resumed }))
+    state.executor.dispatch(&resumed.jobs).await;
+    Ok(ok(Resumed {
+        resumed: resumed.ids,
+    }))
 }
 
 /// The POST form of resume-workflow.

@@ -168,6 +168,52 @@ fn key_list(rows: usize, cols: usize, start: usize) -> String {
         .join(", ")
 }
 
+/// Which executions of a tenant a resume or a cancel acts on: every condition given must hold
+/// (`ExecutionFilter::default()` is every execution the operation applies to). The single
+/// resume/cancel set `id`, the bulk endpoints the rest.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub id: Option<Uuid>,
+    pub workflow_id: Option<Uuid>,
+    pub status: Option<ExecutionStatus>,
+    pub pause_reason: Option<&'static str>,
+    /// Created at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Created at or before this time (Unix ms).
+    pub until: Option<i64>,
+    /// Act on at most this many, oldest first (`None`: all).
+    pub limit: Option<u32>,
+}
+
+impl ExecutionFilter {
+    /// One execution.
+    pub fn id(id: Uuid) -> Self {
+        Self {
+            id: Some(id),
+            ..Self::default()
+        }
+    }
+
+    /// Every execution of a workflow.
+    pub fn workflow(id: Uuid) -> Self {
+        Self {
+            workflow_id: Some(id),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a resume or a cancel did.
+#[derive(Debug, Clone, Default)]
+pub struct BulkOutcome {
+    /// The executions resumed or cancelled, oldest first.
+    pub ids: Vec<Uuid>,
+    /// The steps to dispatch: those a resume queued, and those a cancel let start (concurrency).
+    pub jobs: Vec<(Job, i64)>,
+    /// More executions matched than the filter's limit: call again.
+    pub more: bool,
+}
+
 /// What claiming a step found.
 #[derive(Debug, Clone)]
 pub enum Claim {
@@ -1569,157 +1615,246 @@ impl Store {
         Ok(steps)
     }
 
-    /// Resumes paused executions — one by id, every paused one of a workflow, or (with
-    /// `only_reason`) those paused for that reason — re-running the step they stopped at.
-    /// Returns the resumed execution ids and the steps to dispatch.
+    /// The executions `filter` matches among those whose status `allowed` accepts (the state
+    /// machine's question: resumable, cancellable), oldest first, at most `filter.limit`; and
+    /// whether more matched than that.
+    async fn matching_executions(
+        tx: &mut Tx,
+        tenant_id: Uuid,
+        filter: &ExecutionFilter,
+        allowed: fn(ExecutionStatus) -> bool,
+    ) -> StoreResult<(Vec<String>, bool)> {
+        let statuses = ExecutionStatus::ALL
+            .into_iter()
+            .filter(|s| allowed(*s))
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = format!(
+            "SELECT id, status FROM executions WHERE tenant_id = $1 AND status IN ({statuses})"
+        );
+        let mut binds: Vec<String> = vec![tenant_id.to_string()];
+        for (column, value) in [
+            ("id =", filter.id.map(|v| v.to_string())),
+            ("workflow_id =", filter.workflow_id.map(|v| v.to_string())),
+            ("status =", filter.status.map(|s| s.as_str().to_owned())),
+            ("pause_reason =", filter.pause_reason.map(str::to_owned)),
+        ] {
+            if let Some(value) = value {
+                binds.push(value);
+                sql.push_str(&format!(" AND {column} ${}", binds.len()));
+            }
+        }
+        let mut times = Vec::new();
+        for (column, value) in [
+            ("created_at >=", filter.since),
+            ("created_at <=", filter.until),
+        ] {
+            if let Some(value) = value {
+                times.push(value);
+                sql.push_str(&format!(" AND {column} ${}", binds.len() + times.len()));
+            }
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        if filter.limit.is_some() {
+            sql.push_str(&format!(" LIMIT ${}", binds.len() + times.len() + 1));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        for value in times {
+            query = query.bind(value);
+        }
+        if let Some(limit) = filter.limit {
+            query = query.bind(i64::from(limit) + 1);
+        }
+        let rows = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let r = Columns::of(r);
+            if allowed(execution_status(&r.get::<String>("status")?)?) {
+                ids.push(r.get::<String>("id")?);
+            }
+        }
+        let more = filter.limit.is_some_and(|limit| ids.len() > limit as usize);
+        if let Some(limit) = filter.limit {
+            ids.truncate(limit as usize);
+        }
+        Ok((ids, more))
+    }
+
+    /// Resumes the paused executions `filter` matches (one by id, every one of a workflow, those
+    /// paused for a reason, or a bulk selection), re-running the step each stopped at. Returns the
+    /// resumed executions, the steps to dispatch, and whether more matched than `filter.limit`.
     pub async fn resume_executions(
         &self,
         tenant_id: Uuid,
-        execution_id: Option<Uuid>,
-        workflow_id: Option<Uuid>,
-        only_reason: Option<&str>,
-    ) -> StoreResult<(Vec<Uuid>, Vec<(Job, i64)>)> {
+        filter: &ExecutionFilter,
+    ) -> StoreResult<BulkOutcome> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let mut sql =
-            "SELECT id, status, current_step FROM executions WHERE tenant_id = $1 AND status = 'paused'"
-                .to_owned();
-        let mut binds = vec![tenant_id.to_string()];
-        if let Some(id) = execution_id {
-            binds.push(id.to_string());
-            sql.push_str(&format!(" AND id = ${}", binds.len()));
-        }
-        if let Some(id) = workflow_id {
-            binds.push(id.to_string());
-            sql.push_str(&format!(" AND workflow_id = ${}", binds.len()));
-        }
-        if let Some(reason) = only_reason {
-            binds.push(reason.to_owned());
-            sql.push_str(&format!(" AND pause_reason = ${}", binds.len()));
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            query = query.bind(b);
-        }
-        let rows = query
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let mut resumed = Vec::new();
-        let mut jobs = Vec::new();
-        let resumable = sql_list(StepStatus::is_idle);
-        for r in &rows {
-            let r = Columns::of(r);
-            let id: String = r.get("id")?;
-            let status = execution_status(&r.get::<String>("status")?)?;
-            let Some(position) = domain::resume(status, r.get("current_step")?) else {
-                continue;
-            };
-            let step = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE steps SET status = 'queued', failures = 0, next_run_at = $1, lease_owner = NULL, \
-                 lease_until = NULL WHERE execution_id = $2 AND position = $3 \
-                 AND status IN ({resumable}) RETURNING id"
-            )))
-            .bind(now)
-            .bind(&id)
-            .bind(position)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            sqlx::query(
-                "UPDATE executions SET status = 'queued', pause_reason = NULL, updated_at = $1 WHERE id = $2",
-            )
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            resumed.push(parse_uuid(&id)?);
-            if let Some(step) = step {
-                jobs.push((
-                    Job::RunStep {
-                        tenant_id,
-                        step_id: Columns::of(&step).uuid("id")?,
-                    },
-                    now,
-                ));
+        let resumable = |s: ExecutionStatus| domain::resume(s, 0).is_some();
+        let (ids, more) = Self::matching_executions(&mut tx, tenant_id, filter, resumable).await?;
+        let mut outcome = BulkOutcome {
+            more,
+            ..BulkOutcome::default()
+        };
+        let idle_steps = sql_list(StepStatus::is_idle);
+        for chunk in super::pow2_chunks(&ids) {
+            let sql = format!(
+                "UPDATE executions SET status = 'queued', pause_reason = NULL, updated_at = $1 \
+                 WHERE tenant_id = $2 AND status = 'paused' AND id IN ({}) RETURNING id, status, current_step",
+                super::in_list(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(tenant_id.to_string());
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            for r in &rows {
+                let r = Columns::of(r);
+                let id: String = r.get("id")?;
+                outcome.ids.push(parse_uuid(&id)?);
+                // The row as it was: paused (the update's guard), at its current step.
+                let Some(position) =
+                    domain::resume(ExecutionStatus::Paused, r.get("current_step")?)
+                else {
+                    continue;
+                };
+                let step = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE steps SET status = 'queued', failures = 0, next_run_at = $1, lease_owner = NULL, \
+                     lease_until = NULL WHERE execution_id = $2 AND tenant_id = $3 AND position = $4 \
+                     AND status IN ({idle_steps}) RETURNING id"
+                )))
+                .bind(now)
+                .bind(&id)
+                .bind(tenant_id.to_string())
+                .bind(position)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                if let Some(step) = step {
+                    outcome.jobs.push((
+                        Job::RunStep {
+                            tenant_id,
+                            step_id: Columns::of(&step).uuid("id")?,
+                        },
+                        now,
+                    ));
+                }
             }
         }
         tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok((resumed, jobs))
+        Ok(outcome)
     }
 
-    /// Cancels unfinished executions — one by id, or all of a workflow. Returns those cancelled,
-    /// and the jobs to dispatch: executions their concurrency keys may start now.
+    /// Cancels the unfinished executions `filter` matches (one by id, all of a workflow, or a bulk
+    /// selection). Returns those cancelled and whether more matched than `filter.limit`.
     pub async fn cancel_executions(
         &self,
         tenant_id: Uuid,
-        execution_id: Option<Uuid>,
-        workflow_id: Option<Uuid>,
-    ) -> StoreResult<(Vec<Uuid>, Vec<(Job, i64)>)> {
+        filter: &ExecutionFilter,
+    ) -> StoreResult<BulkOutcome> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let (column, value) = match (execution_id, workflow_id) {
-            (Some(id), _) => ("id", id.to_string()),
-            (None, Some(id)) => ("workflow_id", id.to_string()),
-            (None, None) => return Ok((Vec::new(), Vec::new())),
+        let (ids, more) =
+            Self::matching_executions(&mut tx, tenant_id, filter, domain::cancellable).await?;
+        let mut outcome = BulkOutcome {
+            more,
+            ..BulkOutcome::default()
         };
         // The concurrency keys involved are locked before anything changes, in the order every
         // release takes them, so a cancel and a finish never wait for each other in a circle.
-        let sql = format!(
-            "SELECT DISTINCT workflow_id, concurrency_key, concurrency_limit FROM executions \
-             WHERE tenant_id = $1 AND {column} = $2 AND concurrency_key IS NOT NULL \
-             AND status NOT IN ('succeeded', 'cancelled')"
-        );
         let mut keys = Vec::new();
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant_id.to_string())
-            .bind(value.clone())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?
-        {
-            let row = Columns::of(&row);
-            keys.push(ConcurrencyKey {
-                workflow_id: row.get("workflow_id")?,
-                key: row.get("concurrency_key")?,
-                limit: row.get::<Option<i64>>("concurrency_limit")?.unwrap_or(1),
-            });
+        for chunk in super::pow2_chunks(&ids) {
+            let sql = format!(
+                "SELECT workflow_id, concurrency_key, concurrency_limit FROM executions \
+                 WHERE tenant_id = $1 AND concurrency_key IS NOT NULL AND id IN ({})",
+                super::in_list(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                let row = Columns::of(&row);
+                keys.push(ConcurrencyKey {
+                    workflow_id: row.get("workflow_id")?,
+                    key: row.get("concurrency_key")?,
+                    limit: row.get::<Option<i64>>("concurrency_limit")?.unwrap_or(1),
+                });
+            }
         }
         keys.sort();
         keys.dedup();
         for key in &keys {
             lock_slot(&mut tx, key).await?;
         }
-        let sql = format!(
-            "UPDATE executions SET status = 'cancelled', pause_reason = NULL, updated_at = $1, finished_at = $1 \
-             WHERE tenant_id = $2 AND {column} = $3 AND status NOT IN ('succeeded', 'cancelled') RETURNING id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(tenant_id.to_string())
-            .bind(value)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let ids: Vec<Uuid> = rows
-            .iter()
-            .map(|r| Columns::of(r).uuid("id"))
-            .collect::<StoreResult<_>>()?;
-        for id in &ids {
+        let unfinished = ExecutionStatus::ALL
+            .into_iter()
+            .filter(|s| domain::cancellable(*s))
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let idle_steps = sql_list(StepStatus::is_idle);
+        for chunk in super::pow2_chunks(&ids) {
+            let sql = format!(
+                "UPDATE executions SET status = 'cancelled', pause_reason = NULL, updated_at = $1, finished_at = $1 \
+                 WHERE tenant_id = $2 AND status IN ({unfinished}) AND id IN ({}) RETURNING id",
+                super::in_list(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(tenant_id.to_string());
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            let cancelled: Vec<String> = rows
+                .iter()
+                .map(|r| Columns::of(r).get::<String>("id"))
+                .collect::<StoreResult<_>>()?;
+            if cancelled.is_empty() {
+                continue;
+            }
             // A running step finishes on its own and finds the execution cancelled.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status IN ({})",
-                sql_list(StepStatus::is_idle)
-            )))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+            let sql = format!(
+                "UPDATE steps SET status = 'cancelled' WHERE tenant_id = $1 AND status IN ({idle_steps}) \
+                 AND execution_id IN ({})",
+                super::in_list(cancelled.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+            for id in &cancelled {
+                query = query.bind(id.clone());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            for id in &cancelled {
+                outcome.ids.push(parse_uuid(id)?);
+            }
         }
         let jobs = release_keys(&mut tx, &keys, now).await?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok((ids, jobs))
+        outcome.jobs.extend(jobs);
+        Ok(outcome)
     }
 
     /// Saves (or refreshes) a browser's push subscription.
