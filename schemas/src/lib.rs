@@ -12,4 +12,4 @@ pub mod workflow;
 pub use entity::EntityType;
 pub use envelope::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use trigger::TriggerInfo;
-pub use workflow::{ActionSpec, Schedule, WorkflowConfig, WorkflowRecord};
+pub use workflow::{ActionSpec, CancelOn, Schedule, WorkflowConfig, WorkflowRecord};

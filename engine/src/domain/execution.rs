@@ -221,6 +221,13 @@ pub fn cancellable(execution: ExecutionStatus) -> bool {
     !execution.is_finished()
 }
 
+/// Whether an event on one of the workflow's `cancelOn` triggers cancels an execution in this
+/// state (CONTRACT §8): only one that has not started a step or is waiting between steps; a
+/// running, paused or finished execution is left alone.
+pub fn cancellable_on_event(execution: ExecutionStatus) -> bool {
+    cancellable(execution) && matches!(execution, ExecutionStatus::Queued | ExecutionStatus::Waiting)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,7 +292,7 @@ impl Matcher {
                 .iter()
                 .map(|a| a.kind.clone())
                 .collect();
-            let execution = NewExecution::new(
+            let mut execution = NewExecution::new(
                 event.tenant_id,
                 workflow_id,
                 version,
@@ -301,6 +301,13 @@ impl Matcher {
                 &event.entity_id,
                 &kinds,
             );
+            if !workflow.spec.cancel_on.is_empty() {
+                execution.cancel_keys = super::cancel_on::execution_keys(
+                    &workflow.spec.cancel_on,
+                    event,
+                    &event_view(event),
+                );
+            }
             decision.matched.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "executionId": execution.id}));
             decision.executions.push(execution);
         }

@@ -35,6 +35,8 @@ pub struct ExecutionRecord {
     pub entity_id: String,
     pub status: ExecutionStatus,
     pub pause_reason: Option<String>,
+    /// `cancel_on:<trigger code>`, `manual` or `workflow_deleted`; null unless cancelled.
+    pub cancel_reason: Option<String>,
     pub step_count: i64,
     pub current_step: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -206,7 +208,8 @@ pub enum EndpointReport {
 pub const SHOWN_ATTEMPTS: i64 = 100;
 
 const EXECUTION_COLUMNS: &str = "id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
-     entity_id, status, pause_reason, step_count, current_step, created_at, updated_at, finished_at";
+     entity_id, status, pause_reason, cancel_reason, step_count, current_step, created_at, updated_at, \
+     finished_at";
 
 fn decode_execution(row: Columns<'_>) -> StoreResult<ExecutionRecord> {
     Ok(ExecutionRecord {
@@ -219,6 +222,7 @@ fn decode_execution(row: Columns<'_>) -> StoreResult<ExecutionRecord> {
         entity_id: row.get("entity_id")?,
         status: execution_status(&row.get::<String>("status")?)?,
         pause_reason: row.get("pause_reason")?,
+        cancel_reason: row.get("cancel_reason")?,
         step_count: row.get("step_count")?,
         current_step: row.get("current_step")?,
         created_at: row.time("created_at")?,
@@ -244,6 +248,26 @@ pub struct NewExecution {
     pub entity_id: String,
     /// Step ids and action types, in order.
     pub steps: Vec<(Uuid, String)>,
+    /// (trigger code, key) pairs whose events cancel it while queued or waiting (`cancelOn`).
+    pub cancel_keys: Vec<(String, String)>,
+}
+
+/// A workflow whose `cancelOn` lists an incoming event's trigger, with that entry's key template.
+#[derive(Debug, Clone)]
+pub struct CancelCandidate {
+    pub workflow_id: Uuid,
+    pub key_template: Option<String>,
+}
+
+/// An event's `cancelOn` effect on one workflow: its executions holding `key` for `trigger`.
+#[derive(Debug, Clone)]
+pub struct CancelHit {
+    pub tenant_id: Uuid,
+    pub workflow_id: Uuid,
+    pub trigger: String,
+    pub key: String,
+    /// Only this execution (one the same batch started), rather than every one holding the key.
+    pub execution_id: Option<Uuid>,
 }
 
 impl NewExecution {
@@ -268,6 +292,7 @@ impl NewExecution {
                 .iter()
                 .map(|kind| (Uuid::now_v7(), kind.clone()))
                 .collect(),
+            cancel_keys: Vec::new(),
         }
     }
 }
@@ -339,11 +364,121 @@ pub(crate) async fn insert_executions(
             .await
             .map_err(StoreError::from_sqlx)?;
     }
+    let keys: Vec<(&NewExecution, &(String, String))> = executions
+        .iter()
+        .filter(|e| created.contains(&e.id.to_string()))
+        .flat_map(|e| e.cancel_keys.iter().map(move |k| (e, k)))
+        .collect();
+    for chunk in super::pow2_chunks(&keys) {
+        let sql = format!(
+            "INSERT INTO execution_keys (execution_id, tenant_id, workflow_id, trigger_code, cancel_key) \
+             VALUES {} ON CONFLICT (execution_id, trigger_code) DO NOTHING",
+            super::values_list(chunk.len(), 5, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (execution, (trigger, key)) in chunk {
+            query = query
+                .bind(execution.id.to_string())
+                .bind(execution.tenant_id.to_string())
+                .bind(execution.workflow_id.to_string())
+                .bind(trigger.clone())
+                .bind(key.clone());
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+    }
     Ok(executions
         .iter()
         .filter(|e| created.contains(&e.id.to_string()))
         .filter_map(|e| e.steps.first().map(|(id, _)| *id))
         .collect())
+}
+
+/// The one way executions are cancelled (the API's cancel, a workflow's deletion, `cancelOn`):
+/// those of `tenant_id` that `filter` selects (an SQL condition whose parameters start at `$4`,
+/// bound in order from `binds`) and that are in a state `allowed` by the domain, get `reason`;
+/// their idle steps are cancelled, and a running step finishes on its own and finds the execution
+/// cancelled. Returns the executions cancelled.
+async fn cancel_where(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    filter: &str,
+    binds: &[String],
+    allowed: fn(ExecutionStatus) -> bool,
+    reason: &str,
+) -> StoreResult<Vec<Uuid>> {
+    let now = now_ms();
+    let states = ExecutionStatus::ALL
+        .into_iter()
+        .filter(|s| allowed(*s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE executions SET status = 'cancelled', pause_reason = NULL, cancel_reason = $3, \
+         updated_at = $1, finished_at = $1 \
+         WHERE tenant_id = $2 AND status IN ({states}) AND {filter} RETURNING id"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(tenant_id.to_string())
+        .bind(reason.to_owned());
+    for value in binds {
+        query = query.bind(value.clone());
+    }
+    let rows = query
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .map(|r| Columns::of(r).uuid("id"))
+        .collect::<StoreResult<_>>()?;
+    for id in &ids {
+        // A running step finishes on its own and finds the execution cancelled.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status IN ({})",
+            sql_list(StepStatus::is_idle)
+        )))
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    }
+    Ok(ids)
+}
+
+/// Applies events' `cancelOn` hits in the transaction that stores (or matches) the events:
+/// each hit cancels its workflow's queued and waiting executions holding the hit's key, found
+/// through `execution_keys_lookup`.
+pub(crate) async fn cancel_on_hits(tx: &mut Tx, hits: &[CancelHit]) -> StoreResult<Vec<Uuid>> {
+    let mut cancelled = Vec::new();
+    for hit in hits {
+        let (filter, binds) = match hit.execution_id {
+            Some(id) => (
+                "workflow_id = $4 AND id = $5",
+                vec![hit.workflow_id.to_string(), id.to_string()],
+            ),
+            None => (
+                "workflow_id = $4 AND id IN (SELECT execution_id FROM execution_keys \
+                 WHERE tenant_id = $2 AND trigger_code = $5 AND cancel_key = $6 AND workflow_id = $4)",
+                vec![hit.workflow_id.to_string(), hit.trigger.clone(), hit.key.clone()],
+            ),
+        };
+        let ids = cancel_where(
+            tx,
+            hit.tenant_id,
+            filter,
+            &binds,
+            crate::domain::cancellable_on_event,
+            &crate::executor::cancel_on::reason(&hit.trigger),
+        )
+        .await?;
+        cancelled.extend(ids);
+    }
+    Ok(cancelled)
 }
 
 impl Store {
@@ -1329,46 +1464,29 @@ impl Store {
         Ok((resumed, jobs))
     }
 
-    /// Cancels unfinished executions — one by id, or all of a workflow. Returns those cancelled.
+    /// Cancels unfinished executions — one by id (`cancelReason` "manual"), or all of a
+    /// workflow (its deletion: "workflow_deleted"). Returns those cancelled.
     pub async fn cancel_executions(
         &self,
         tenant_id: Uuid,
         execution_id: Option<Uuid>,
         workflow_id: Option<Uuid>,
     ) -> StoreResult<Vec<Uuid>> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let (column, value) = match (execution_id, workflow_id) {
-            (Some(id), _) => ("id", id.to_string()),
-            (None, Some(id)) => ("workflow_id", id.to_string()),
+        let (filter, value, reason) = match (execution_id, workflow_id) {
+            (Some(id), _) => ("id = $4", id.to_string(), "manual"),
+            (None, Some(id)) => ("workflow_id = $4", id.to_string(), "workflow_deleted"),
             (None, None) => return Ok(Vec::new()),
         };
-        let sql = format!(
-            "UPDATE executions SET status = 'cancelled', pause_reason = NULL, updated_at = $1, finished_at = $1 \
-             WHERE tenant_id = $2 AND {column} = $3 AND status NOT IN ('succeeded', 'cancelled') RETURNING id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(tenant_id.to_string())
-            .bind(value)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let ids: Vec<Uuid> = rows
-            .iter()
-            .map(|r| Columns::of(r).uuid("id"))
-            .collect::<StoreResult<_>>()?;
-        for id in &ids {
-            // A running step finishes on its own and finds the execution cancelled.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status IN ({})",
-                sql_list(StepStatus::is_idle)
-            )))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        }
+        let mut tx = self.write_tx().await?;
+        let ids = cancel_where(
+            &mut tx,
+            tenant_id,
+            filter,
+            &[value],
+            crate::domain::cancellable,
+            reason,
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(ids)
     }
