@@ -340,9 +340,8 @@ fn validate_cancel_on(entries: Vec<CancelOn>) -> Result<Vec<CancelOn>, SpecError
             Some(k) => {
                 let mut probe = serde_json::Map::new();
                 probe.insert("key".to_owned(), Value::String(k.clone()));
-                switchyard_actions::template::check_params(&probe).map_err(|e| {
-                    SpecError::field(&format!("{field}.key"), e.message.clone())
-                })?;
+                switchyard_actions::template::check_params(&probe)
+                    .map_err(|e| SpecError::field(&format!("{field}.key"), e.message.clone()))?;
                 Some(k)
             }
         };

@@ -61,7 +61,13 @@ async fn abandoned_cart(db: Db) {
         json!([{"triggerId": "order_created", "key": "{{ entity.email or entity.customer.email }}"}])
     );
     let shown = server
-        .get(&key, &format!("/api/workflows/configured/{}", record["guid"].as_str().expect("guid")))
+        .get(
+            &key,
+            &format!(
+                "/api/workflows/configured/{}",
+                record["guid"].as_str().expect("guid")
+            ),
+        )
         .await;
     assert_eq!(shown.assert_ok(200)["cancelOn"], record["cancelOn"]);
 
@@ -70,7 +76,11 @@ async fn abandoned_cart(db: Db) {
         ("cu-bob", "cus_bob", "bob@example.com"),
     ] {
         server
-            .post(&key, "/api/events", &customer_updated(event, customer, email))
+            .post(
+                &key,
+                "/api/events",
+                &customer_updated(event, customer, email),
+            )
             .await
             .assert_ok(202);
     }
@@ -81,7 +91,11 @@ async fn abandoned_cart(db: Db) {
 
     // Ana orders: her cart reminder is cancelled; Bob's is not.
     server
-        .post(&key, "/api/events", &order_event("order_created", "oc-ana", "ord_1", "ana@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_created", "oc-ana", "ord_1", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     let cancelled = server.execution_in(&key, &ana, "cancelled").await;
@@ -90,7 +104,10 @@ async fn abandoned_cart(db: Db) {
     assert_eq!(cancelled["steps"][1]["status"], "cancelled");
 
     let delivered = receiver.wait_for(1, WAIT).await;
-    assert_eq!(delivered[0].body["data"]["entity"]["email"], "bob@example.com");
+    assert_eq!(
+        delivered[0].body["data"]["entity"]["email"],
+        "bob@example.com"
+    );
     let bob = server.execution_in(&key, &bob, "succeeded").await;
     assert_eq!(bob["cancelReason"], Value::Null);
     tokio::time::sleep(AFTER_DELAY).await;
@@ -100,13 +117,21 @@ async fn abandoned_cart(db: Db) {
 
     // An order whose email renders empty has no key and cancels nothing.
     server
-        .post(&key, "/api/events", &customer_updated("cu-ana-2", "cus_ana", "ana@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &customer_updated("cu-ana-2", "cus_ana", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     let again = server.execution_of(&key, "cu-ana-2").await;
     server.execution_in(&key, &again, "waiting").await;
     server
-        .post(&key, "/api/events", &order_event("order_created", "oc-blank", "ord_2", ""))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_created", "oc-blank", "ord_2", ""),
+        )
         .await
         .assert_ok(202);
     let done = server.execution_in(&key, &again, "succeeded").await;
@@ -149,7 +174,11 @@ async fn default_key_is_the_entity(db: Db) {
 
     for (event, order) in [("c-1", "ord_1"), ("c-2", "ord_2"), ("c-3", "ord_3")] {
         server
-            .post(&key, "/api/events", &order_event("order_created", event, order, "ana@example.com"))
+            .post(
+                &key,
+                "/api/events",
+                &order_event("order_created", event, order, "ana@example.com"),
+            )
             .await
             .assert_ok(202);
     }
@@ -160,7 +189,11 @@ async fn default_key_is_the_entity(db: Db) {
 
     // Paid: same entity type and id → cancelled; the same email on another order is no match.
     server
-        .post(&key, "/api/events", &order_event("order_paid", "p-1", "ord_1", "ana@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_paid", "p-1", "ord_1", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     let cancelled = server.execution_in(&key, &one, "cancelled").await;
@@ -174,7 +207,10 @@ async fn default_key_is_the_entity(db: Db) {
     assert_eq!(manual.assert_ok(200)["cancelReason"], "manual");
 
     let delivered = receiver.wait_for(1, WAIT).await;
-    assert_eq!(delivered[0].body["data"]["entity"]["customer"]["email"], "ana@example.com");
+    assert_eq!(
+        delivered[0].body["data"]["entity"]["customer"]["email"],
+        "ana@example.com"
+    );
     assert_eq!(delivered[0].body["data"]["event"]["entityId"], "ord_2");
     server.execution_in(&key, &two, "succeeded").await;
     tokio::time::sleep(AFTER_DELAY).await;
@@ -182,7 +218,11 @@ async fn default_key_is_the_entity(db: Db) {
 
     // A succeeded execution is not touched by a later matching event.
     server
-        .post(&key, "/api/events", &order_event("order_paid", "p-2", "ord_2", "ana@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_paid", "p-2", "ord_2", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -197,15 +237,46 @@ async fn default_key_is_the_entity(db: Db) {
     let updated = server.post(&key, "/api/workflows/configure", &body).await;
     assert_eq!(updated.assert_ok(200)["cancelOn"], json!([]));
     server
-        .post(&key, "/api/events", &order_event("order_created", "c-4", "ord_4", "x@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_created", "c-4", "ord_4", "x@example.com"),
+        )
         .await
         .assert_ok(202);
     let four = server.execution_of(&key, "c-4").await;
     server
-        .post(&key, "/api/events", &order_event("order_paid", "p-4", "ord_4", "x@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_paid", "p-4", "ord_4", "x@example.com"),
+        )
         .await
         .assert_ok(202);
     server.execution_in(&key, &four, "succeeded").await;
+
+    // Deleting the workflow cancels what it still has waiting, and says why.
+    server
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_created", "c-5", "ord_5", "x@example.com"),
+        )
+        .await
+        .assert_ok(202);
+    let five = server.execution_of(&key, "c-5").await;
+    server.execution_in(&key, &five, "waiting").await;
+    let guid = record["guid"].as_str().expect("guid");
+    send(
+        server
+            .http
+            .delete(server.url(&format!("/api/workflows/configured/{guid}")))
+            .bearer_auth(&key),
+    )
+    .await
+    .assert_ok(200);
+    let deleted = server.execution_in(&key, &five, "cancelled").await;
+    assert_eq!(deleted["cancelReason"], "workflow_deleted");
     server.stop().await;
 }
 
@@ -229,13 +300,21 @@ async fn emitted_event_cancels(db: Db) {
     )
     .await;
     server
-        .post(&key, "/api/events", &order_event("order_created", "c-1", "ord_1", "ana@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_created", "c-1", "ord_1", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     let reminder = server.execution_of(&key, "c-1").await;
     server.execution_in(&key, &reminder, "waiting").await;
     server
-        .post(&key, "/api/events", &order_event("order_paid", "p-1", "ord_1", "ana@example.com"))
+        .post(
+            &key,
+            "/api/events",
+            &order_event("order_paid", "p-1", "ord_1", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     let cancelled = server.execution_in(&key, &reminder, "cancelled").await;
@@ -249,9 +328,14 @@ async fn bad_cancel_on_is_refused(db: Db) {
     let server = TestServer::start(db).await;
     let (_, key) = server.tenant("Acme").await;
     let url = "https://hooks.example.com/x";
-    let too_many: Vec<Value> = (0..21).map(|_| json!({"triggerId": "order_paid"})).collect();
+    let too_many: Vec<Value> = (0..21)
+        .map(|_| json!({"triggerId": "order_paid"}))
+        .collect();
     for (cancel_on, field) in [
-        (json!([{"triggerId": "order_teleported"}]), "cancelOn[0].triggerId"),
+        (
+            json!([{"triggerId": "order_teleported"}]),
+            "cancelOn[0].triggerId",
+        ),
         (
             json!([{"triggerId": "order_paid"}, {"triggerId": "order_created", "key": "{{ entity.email "}]),
             "cancelOn[1].key",
@@ -265,7 +349,11 @@ async fn bad_cancel_on_is_refused(db: Db) {
         (json!({"triggerId": "order_paid"}), ""),
     ] {
         let reply = server
-            .post(&key, "/api/workflows/configure", &reminder_workflow(url, cancel_on.clone()))
+            .post(
+                &key,
+                "/api/workflows/configure",
+                &reminder_workflow(url, cancel_on.clone()),
+            )
             .await;
         reply.assert_error(400, "VALIDATION_ERROR");
         if !field.is_empty() {
@@ -275,6 +363,16 @@ async fn bad_cancel_on_is_refused(db: Db) {
     }
     let listed = server.get(&key, "/api/workflows/Order/configured").await;
     assert_eq!(listed.assert_ok(200).as_array().map(Vec::len), Some(0));
+
+    // The OpenAPI document describes the field (schemathesis sends it).
+    let doc = send(server.http.get(server.url("/api/openapi.json"))).await;
+    let schemas = &doc.body["components"]["schemas"];
+    assert!(
+        schemas["CancelOn"]["properties"]["triggerId"].is_object(),
+        "{schemas}"
+    );
+    assert!(schemas["WorkflowConfig"]["properties"]["cancelOn"].is_object());
+    assert!(schemas["WorkflowRecord"]["properties"]["cancelOn"].is_object());
     server.stop().await;
 }
 
@@ -287,13 +385,21 @@ async fn tenants_are_isolated(db: Db) {
     // Tenant B has the same workflow, so its order_created looks for cancellations too.
     configure(&server, &b, &abandoned_cart_workflow(&receiver.url)).await;
     server
-        .post(&a, "/api/events", &customer_updated("cu-1", "cus_ana", "ana@example.com"))
+        .post(
+            &a,
+            "/api/events",
+            &customer_updated("cu-1", "cus_ana", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     let run = server.execution_of(&a, "cu-1").await;
     server.execution_in(&a, &run, "waiting").await;
     server
-        .post(&b, "/api/events", &order_event("order_created", "oc-1", "ord_1", "ana@example.com"))
+        .post(
+            &b,
+            "/api/events",
+            &order_event("order_created", "oc-1", "ord_1", "ana@example.com"),
+        )
         .await
         .assert_ok(202);
     let event = server.get(&b, "/api/events/oc-1").await;

@@ -65,7 +65,11 @@ pub fn execution_keys(
 }
 
 /// What `event` cancels: for each workflow listing its trigger, the workflow and the event's key.
-pub fn hits(event: &EventRecord, view: &EventView, candidates: &[CancelCandidate]) -> Vec<CancelHit> {
+pub fn hits(
+    event: &EventRecord,
+    view: &EventView,
+    candidates: &[CancelCandidate],
+) -> Vec<CancelHit> {
     candidates
         .iter()
         .filter_map(|c| {
@@ -111,11 +115,6 @@ pub fn in_batch<'a>(
     out
 }
 
-/// `cancel_on:<trigger code>`: the `cancelReason` of an execution cancelled by an event.
-pub fn reason(trigger: &str) -> String {
-    format!("cancel_on:{trigger}")
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -143,7 +142,10 @@ mod tests {
     #[test]
     fn keys_default_to_the_entity_and_render_templates() {
         let v = view(json!({"customer": {"email": " ana@example.com "}}));
-        assert_eq!(key(None, "Order", "ord_1", &v).as_deref(), Some("Order:ord_1"));
+        assert_eq!(
+            key(None, "Order", "ord_1", &v).as_deref(),
+            Some("Order:ord_1")
+        );
         assert_eq!(
             key(Some("entity"), "Order", "ord_1", &v).as_deref(),
             Some("Order:ord_1")
@@ -153,24 +155,36 @@ mod tests {
             Some("ana@example.com")
         );
         assert_eq!(
-            key(Some("{{ event.trigger }}/{{ event.entityId }}"), "Order", "ord_1", &v)
-                .as_deref(),
+            key(
+                Some("{{ event.trigger }}/{{ event.entityId }}"),
+                "Order",
+                "ord_1",
+                &v
+            )
+            .as_deref(),
             Some("order_created/ord_1")
         );
         // Empty: no key.
-        assert_eq!(key(Some("{{ entity.missing.email }}"), "Order", "ord_1", &v), None);
+        assert_eq!(
+            key(Some("{{ entity.missing.email }}"), "Order", "ord_1", &v),
+            None
+        );
         // Long keys are stored hashed, the same way on both sides.
         let long = view(json!({"k": "x".repeat(500)}));
         let hashed = key(Some("{{ entity.k }}"), "Order", "ord_1", &long).expect("key");
         assert!(hashed.starts_with("sha256:") && hashed.len() == 7 + 64);
-        assert_eq!(key(Some("{{ entity.k }}"), "Order", "ord_1", &long), Some(hashed));
+        assert_eq!(
+            key(Some("{{ entity.k }}"), "Order", "ord_1", &long),
+            Some(hashed)
+        );
     }
 
     #[test]
     fn in_batch_narrows_hits_to_pending_executions_with_the_key() {
         let tenant = Uuid::now_v7();
         let workflow = Uuid::now_v7();
-        let mut holding = NewExecution::new(tenant, workflow, 1, Uuid::now_v7(), "Customer", "c", &[]);
+        let mut holding =
+            NewExecution::new(tenant, workflow, 1, Uuid::now_v7(), "Customer", "c", &[]);
         holding.cancel_keys = vec![("order_created".into(), "ana@example.com".into())];
         let mut other_key = holding.clone();
         other_key.id = Uuid::now_v7();

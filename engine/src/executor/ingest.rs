@@ -15,7 +15,8 @@ use super::batch::Batcher;
 use super::matching::Matcher;
 use crate::queue::{Dispatch, Job};
 use crate::store::{
-    CancelCandidate, EventRecord, EventWrite, Ingested, NewEvent, Store, StoreError, StoreResult, now_ms,
+    CancelCandidate, EventRecord, EventWrite, Ingested, NewEvent, Store, StoreError, StoreResult,
+    now_ms,
 };
 
 /// Above this many tenants with a lane, the lanes are dropped and made again on demand (a lane

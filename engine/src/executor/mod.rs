@@ -225,7 +225,11 @@ impl Executor {
             .store
             .match_candidates(event.tenant_id, &event.entity_type, &event.trigger)
             .await?;
-        let cancels = cancel_on::hits(&event, &event_view(&event), &cancel_candidates);
+        let cancels = if cancel_candidates.is_empty() {
+            Vec::new()
+        } else {
+            cancel_on::hits(&event, &event_view(&event), &cancel_candidates)
+        };
         let mut decision = self.matcher.decide(&event, candidates).await?;
         let mut tx = self.store.write_tx().await?;
         // `cancelOn`: in the transaction that records the event's matching, before its own

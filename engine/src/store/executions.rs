@@ -464,7 +464,11 @@ pub(crate) async fn cancel_on_hits(tx: &mut Tx, hits: &[CancelHit]) -> StoreResu
             None => (
                 "workflow_id = $4 AND id IN (SELECT execution_id FROM execution_keys \
                  WHERE tenant_id = $2 AND trigger_code = $5 AND cancel_key = $6 AND workflow_id = $4)",
-                vec![hit.workflow_id.to_string(), hit.trigger.clone(), hit.key.clone()],
+                vec![
+                    hit.workflow_id.to_string(),
+                    hit.trigger.clone(),
+                    hit.key.clone(),
+                ],
             ),
         };
         let ids = cancel_where(
@@ -473,7 +477,7 @@ pub(crate) async fn cancel_on_hits(tx: &mut Tx, hits: &[CancelHit]) -> StoreResu
             filter,
             &binds,
             crate::domain::cancellable_on_event,
-            &crate::executor::cancel_on::reason(&hit.trigger),
+            &crate::domain::cancel_on_reason(&hit.trigger),
         )
         .await?;
         cancelled.extend(ids);
