@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 use switchyard_actions::ActionRegistry;
-use switchyard_schemas::{ActionSpec, Concurrency, Debounce, WorkflowConfig, WorkflowRecord};
+use switchyard_schemas::{
+    ActionSpec, CancelOn, Concurrency, Debounce, WorkflowConfig, WorkflowRecord,
+};
 use switchyard_triggers::{ConditionEngine, CronSchedule, EvalError};
 use uuid::Uuid;
 
@@ -50,6 +52,10 @@ impl SpecError {
 
 /// Most steps one workflow may have.
 pub const MAX_STEPS: usize = 20;
+/// Most `cancelOn` entries one workflow may have.
+pub const MAX_CANCEL_ON: usize = 20;
+/// Longest `cancelOn` key template, in bytes.
+const MAX_CANCEL_KEY: usize = 1_000;
 const MAX_NAME: usize = 200;
 
 /// A secret shown to the client once, in the answer of the save that generated it.
@@ -271,6 +277,7 @@ impl Validator<'_> {
 
         let concurrency = config.concurrency.map(check_concurrency).transpose()?;
         let debounce = config.debounce.map(check_debounce).transpose()?;
+        let cancel_on = validate_cancel_on(config.cancel_on.unwrap_or_default())?;
 
         Ok(ValidatedWorkflow {
             id,
@@ -284,6 +291,7 @@ impl Validator<'_> {
                 schedule: config.schedule,
                 concurrency,
                 debounce,
+                cancel_on,
             },
             is_active: config.is_active,
             revealed,
@@ -368,6 +376,66 @@ fn check_debounce(d: Debounce) -> Result<Debounce, SpecError> {
     })
 }
 
+/// `cancelOn` (CONTRACT §8): each trigger from the catalog (any entity type: an `order_created`
+/// may cancel a Customer workflow), stored by code and at most once; each key `"entity"`, absent
+/// (both stored as `None`) or a template that compiles in the templates' sandbox.
+fn validate_cancel_on(entries: Vec<CancelOn>) -> Result<Vec<CancelOn>, SpecError> {
+    if entries.len() > MAX_CANCEL_ON {
+        return Err(SpecError::field(
+            "cancelOn",
+            format!("at most {MAX_CANCEL_ON} entries"),
+        ));
+    }
+    let mut out: Vec<CancelOn> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let field = format!("cancelOn[{index}]");
+        let given = entry.trigger_id.trim();
+        let trigger = match Uuid::try_parse(given) {
+            Ok(guid) => switchyard_triggers::all().iter().find(|t| t.guid() == guid),
+            Err(_) => switchyard_triggers::all()
+                .iter()
+                .find(|t| t.code.eq_ignore_ascii_case(given)),
+        }
+        .ok_or_else(|| {
+            SpecError::field(
+                &format!("{field}.triggerId"),
+                format!(
+                    "unknown trigger `{}`",
+                    given.chars().take(64).collect::<String>()
+                ),
+            )
+        })?;
+        if out.iter().any(|o| o.trigger_id == trigger.code) {
+            return Err(SpecError::field(
+                &format!("{field}.triggerId"),
+                format!("trigger `{}` is listed twice", trigger.code),
+            ));
+        }
+        let key = match entry.key.map(|k| k.trim().to_owned()) {
+            None => None,
+            Some(k) if k.is_empty() || k == "entity" => None,
+            Some(k) if k.len() > MAX_CANCEL_KEY => {
+                return Err(SpecError::field(
+                    &format!("{field}.key"),
+                    format!("the key template is longer than {MAX_CANCEL_KEY} bytes"),
+                ));
+            }
+            Some(k) => {
+                let mut probe = serde_json::Map::new();
+                probe.insert("key".to_owned(), Value::String(k.clone()));
+                switchyard_actions::template::check_params(&probe)
+                    .map_err(|e| SpecError::field(&format!("{field}.key"), e.message.clone()))?;
+                Some(k)
+            }
+        };
+        out.push(CancelOn {
+            trigger_id: trigger.code.to_owned(),
+            key,
+        });
+    }
+    Ok(out)
+}
+
 fn is_masked(value: &str) -> bool {
     value.contains("****")
 }
@@ -443,6 +511,7 @@ pub fn to_record(
         schedule: stored.spec.schedule.clone(),
         concurrency: stored.spec.concurrency.clone(),
         debounce: stored.spec.debounce.clone(),
+        cancel_on: stored.spec.cancel_on.clone(),
         version: stored.version,
         created_at: stored.created_at,
         updated_at: stored.updated_at,

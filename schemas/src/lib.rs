@@ -12,4 +12,6 @@ pub mod workflow;
 pub use entity::EntityType;
 pub use envelope::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use trigger::TriggerInfo;
-pub use workflow::{ActionSpec, Concurrency, Debounce, Schedule, WorkflowConfig, WorkflowRecord};
+pub use workflow::{
+    ActionSpec, CancelOn, Concurrency, Debounce, Schedule, WorkflowConfig, WorkflowRecord,
+};

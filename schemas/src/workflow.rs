@@ -35,6 +35,21 @@ pub struct Schedule {
     pub timezone: String,
 }
 
+/// One entry of `cancelOn` (CONTRACT §8): an event on `triggerId` cancels this workflow's queued
+/// and waiting executions whose key equals the event's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelOn {
+    /// The trigger's guid or its code (`order_created`); records show the code.
+    #[schema(example = "order_created")]
+    pub trigger_id: String,
+    /// `"entity"` or absent: the event's entity type and id. Otherwise a MiniJinja template over
+    /// `entity` and `event`; an empty rendered key means "no key".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "{{ entity.customer.email }}")]
+    pub key: Option<String>,
+}
+
 fn utc() -> String {
     "UTC".to_owned()
 }
@@ -103,6 +118,9 @@ pub struct WorkflowConfig {
     pub condition: Option<String>,
     #[serde(default)]
     pub schedule: Option<Schedule>,
+    /// Triggers whose events cancel this workflow's queued and waiting executions (at most 20).
+    #[serde(default)]
+    pub cancel_on: Option<Vec<CancelOn>>,
     /// Left out: a new workflow is active, an update keeps the workflow's current state.
     #[serde(default)]
     pub is_active: Option<bool>,
@@ -138,6 +156,9 @@ pub struct WorkflowRecord {
     pub concurrency: Option<Concurrency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub debounce: Option<Debounce>,
+    /// Empty when the workflow has none.
+    #[serde(default)]
+    pub cancel_on: Vec<CancelOn>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -150,7 +150,7 @@ async fn cancel(
     }
     let cancelled = state
         .store
-        .cancel_executions(tenant.id, &ExecutionFilter::id(id))
+        .cancel_executions(tenant.id, &ExecutionFilter::id(id), "manual")
         .await?;
     state.executor.dispatch(&cancelled.jobs).await;
     let execution = state
@@ -290,7 +290,10 @@ async fn bulk_cancel(
     Json(body): Json<BulkRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let filter = bulk_filter(body, &Bulk::Cancel, state.settings.max_bulk_executions)?;
-    let cancelled = state.store.cancel_executions(tenant.id, &filter).await?;
+    let cancelled = state
+        .store
+        .cancel_executions(tenant.id, &filter, "manual")
+        .await?;
     // Executions their concurrency keys may start now.
     state.executor.dispatch(&cancelled.jobs).await;
     Ok(ok(BulkResult {

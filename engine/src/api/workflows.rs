@@ -321,7 +321,11 @@ async fn remove(
     // dispatched all the same and find their executions cancelled.
     let cancelled = state
         .store
-        .cancel_executions(tenant.id, &ExecutionFilter::workflow(id))
+        .cancel_executions(
+            tenant.id,
+            &ExecutionFilter::workflow(id),
+            "workflow_deleted",
+        )
         .await?;
     state.executor.dispatch(&cancelled.jobs).await;
     Ok(success())

@@ -221,6 +221,22 @@ pub fn cancellable(execution: ExecutionStatus) -> bool {
     !execution.is_finished()
 }
 
+/// Whether an event on one of the workflow's `cancelOn` triggers cancels an execution in this
+/// state (CONTRACT §8): only one that has not started a step or is waiting between steps; a
+/// running, paused or finished execution is left alone.
+pub fn cancellable_on_event(execution: ExecutionStatus) -> bool {
+    cancellable(execution)
+        && matches!(
+            execution,
+            ExecutionStatus::Queued | ExecutionStatus::Waiting
+        )
+}
+
+/// `cancelReason` of an execution cancelled by an event on `trigger` (`cancelOn`).
+pub fn cancel_on_reason(trigger: &str) -> String {
+    format!("cancel_on:{trigger}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +248,15 @@ mod tests {
             workflow_active: active,
             workflow_deleted: deleted,
         }
+    }
+
+    #[test]
+    fn cancel_on_takes_only_queued_and_waiting_executions() {
+        for status in ExecutionStatus::ALL {
+            let expected = matches!(status, ExecutionStatus::Queued | ExecutionStatus::Waiting);
+            assert_eq!(cancellable_on_event(status), expected, "{status}");
+        }
+        assert_eq!(cancel_on_reason("order_created"), "cancel_on:order_created");
     }
 
     #[test]

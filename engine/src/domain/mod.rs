@@ -19,6 +19,7 @@ pub use chain::{ChainLimits, ChainRefusal, ChainState};
 pub use event_view::{EventFacts, EventView};
 pub use execution::{
     AttemptEnd, AttemptOutcome, ClaimDecision, ClaimView, ExecutionStatus, NextStep, PauseReason,
-    StepState, StepStatus, Transition, cancellable, claim, finish, resume,
+    StepState, StepStatus, Transition, cancel_on_reason, cancellable, cancellable_on_event, claim,
+    finish, resume,
 };
 pub use job::Job;

@@ -15,7 +15,8 @@ use super::batch::Batcher;
 use super::matching::Matcher;
 use crate::queue::{Dispatch, Job};
 use crate::store::{
-    EventRecord, EventWrite, Ingested, NewEvent, Store, StoreError, StoreResult, now_ms,
+    CancelCandidate, EventRecord, EventWrite, Ingested, NewEvent, Store, StoreError, StoreResult,
+    now_ms,
 };
 
 /// Above this many tenants with a lane, the lanes are dropped and made again on demand (a lane
@@ -301,10 +302,11 @@ async fn ingest_matched(
         Ok::<_, StoreError>(found)
     };
     let workflows_read = async {
-        let mut found: HashMap<(Uuid, String, String), Vec<(Uuid, i64)>> = HashMap::new();
+        type Found = (Vec<(Uuid, i64)>, Vec<CancelCandidate>);
+        let mut found: HashMap<(Uuid, String, String), Found> = HashMap::new();
         for key in triggers {
-            let active = store.active_workflows(key.0, &key.1, &key.2).await?;
-            found.insert(key, active);
+            let both = store.match_candidates(key.0, &key.1, &key.2).await?;
+            found.insert(key, both);
         }
         Ok::<_, StoreError>(found)
     };
@@ -346,12 +348,20 @@ async fn ingest_matched(
             record.entity_type.clone(),
             record.trigger.clone(),
         );
-        let mut decision = matcher
-            .decide(
-                &record,
-                candidates.get(&trigger_key).cloned().unwrap_or_default(),
-            )
-            .await?;
+        let (starts, cancel_candidates) = candidates.get(&trigger_key).cloned().unwrap_or_default();
+        let cancels = if cancel_candidates.is_empty() {
+            Vec::new()
+        } else {
+            super::cancel_on::hits(&record, &super::event_view(&record), &cancel_candidates)
+        };
+        // Executions that earlier events of this batch start are not stored yet: those this
+        // event cancels are cancelled right after they are (same transaction, same SQL).
+        let cancels_in_batch = if cancels.is_empty() {
+            Vec::new()
+        } else {
+            super::cancel_on::in_batch(&cancels, writes.iter().flat_map(|w| &w.executions))
+        };
+        let mut decision = matcher.decide(&record, starts).await?;
         // An API event is the root of its causal chain: nothing has counted against it yet.
         let limit = matcher.limits.max_chain_executions;
         decision.limit_chain(usize::try_from(limit).unwrap_or(usize::MAX), limit);
@@ -364,6 +374,8 @@ async fn ingest_matched(
             executions: decision.executions,
             source_modified_at: event.source_modified_at,
             stale: false,
+            cancels,
+            cancels_in_batch,
         });
     }
 

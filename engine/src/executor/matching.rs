@@ -319,6 +319,13 @@ impl Matcher {
                     execution = execution.debounced(key, period, max_wait);
                 }
             }
+            if !workflow.spec.cancel_on.is_empty() {
+                execution.cancel_keys = super::cancel_on::execution_keys(
+                    &workflow.spec.cancel_on,
+                    event,
+                    &event_view(event),
+                );
+            }
             decision.matched.push(json!({"workflowId": workflow_id, "name": workflow.spec.name, "executionId": execution.id}));
             decision.executions.push(execution);
         }

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod cancel_on;
 mod effects;
 pub mod flow_key;
 pub mod ingest;
@@ -234,12 +235,20 @@ impl Executor {
             return Ok(());
         };
         let started = Instant::now();
-        let candidates = self
+        let (candidates, cancel_candidates) = self
             .store
-            .active_workflows(event.tenant_id, &event.entity_type, &event.trigger)
+            .match_candidates(event.tenant_id, &event.entity_type, &event.trigger)
             .await?;
+        let cancels = if cancel_candidates.is_empty() {
+            Vec::new()
+        } else {
+            cancel_on::hits(&event, &event_view(&event), &cancel_candidates)
+        };
         let mut decision = self.matcher.decide(&event, candidates).await?;
         let mut tx = self.store.write_tx().await?;
+        // `cancelOn`: in the transaction that records the event's matching, before its own
+        // executions exist (an event never cancels what it starts).
+        crate::store::cancel_on_hits(&mut tx, &cancels).await?;
         // The chain's count is taken in this transaction (a row lock on PostgreSQL, the write
         // lock on SQLite), so workers matching events of one chain at once never start more
         // than the limit between them.

@@ -324,6 +324,11 @@ pub struct EventWrite {
     pub source_modified_at: Option<i64>,
     /// Set by the write when the event turns out stale (never by the caller).
     pub stale: bool,
+    /// What the event cancels (`cancelOn`), applied before its executions are started.
+    pub cancels: Vec<super::CancelHit>,
+    /// Executions that earlier events of the same batch start and this one cancels: cancelled
+    /// once they exist, as if the events had been written one at a time.
+    pub cancels_in_batch: Vec<super::CancelHit>,
 }
 
 impl EventRecord {
@@ -609,6 +614,12 @@ impl Store {
                 .map_err(StoreError::from_sqlx)?;
         }
 
+        let cancels: Vec<super::CancelHit> = stored
+            .iter()
+            .flat_map(|w| w.cancels.iter().cloned())
+            .collect();
+        super::cancel_on_hits(&mut tx, &cancels).await?;
+
         let executions: Vec<super::NewExecution> = stored
             .iter()
             .flat_map(|w| w.executions.iter().cloned())
@@ -618,6 +629,11 @@ impl Store {
                 .await?
                 .into_iter()
                 .collect();
+        let in_batch: Vec<super::CancelHit> = stored
+            .iter()
+            .flat_map(|w| w.cancels_in_batch.iter().cloned())
+            .collect();
+        super::cancel_on_hits(&mut tx, &in_batch).await?;
 
         let mut out = Vec::with_capacity(writes.len());
         for write in writes {

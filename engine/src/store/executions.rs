@@ -35,6 +35,8 @@ pub struct ExecutionRecord {
     pub entity_id: String,
     pub status: ExecutionStatus,
     pub pause_reason: Option<String>,
+    /// `cancel_on:<trigger code>`, `manual` or `workflow_deleted`; null unless cancelled.
+    pub cancel_reason: Option<String>,
     pub step_count: i64,
     pub current_step: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -264,7 +266,8 @@ pub enum EndpointReport {
 pub const SHOWN_ATTEMPTS: i64 = 100;
 
 const EXECUTION_COLUMNS: &str = "id, tenant_id, workflow_id, workflow_version, event_id, entity_type, \
-     entity_id, status, pause_reason, step_count, current_step, created_at, updated_at, finished_at";
+     entity_id, status, pause_reason, cancel_reason, step_count, current_step, created_at, updated_at, \
+     finished_at";
 
 fn decode_execution(row: Columns<'_>) -> StoreResult<ExecutionRecord> {
     Ok(ExecutionRecord {
@@ -277,6 +280,7 @@ fn decode_execution(row: Columns<'_>) -> StoreResult<ExecutionRecord> {
         entity_id: row.get("entity_id")?,
         status: execution_status(&row.get::<String>("status")?)?,
         pause_reason: row.get("pause_reason")?,
+        cancel_reason: row.get("cancel_reason")?,
         step_count: row.get("step_count")?,
         current_step: row.get("current_step")?,
         created_at: row.time("created_at")?,
@@ -308,6 +312,8 @@ pub struct NewExecution {
     pub concurrency: Option<(String, i64)>,
     /// The workflow's debounce key as rendered for this event, with its timing.
     pub debounce: Option<DebounceKey>,
+    /// (trigger code, key) pairs whose events cancel it while queued or waiting (`cancelOn`).
+    pub cancel_keys: Vec<(String, String)>,
 }
 
 /// A debounced execution's key and timing (CONTRACT §8).
@@ -316,6 +322,24 @@ pub struct DebounceKey {
     pub key: String,
     pub period_ms: i64,
     pub max_wait_ms: Option<i64>,
+}
+
+/// A workflow whose `cancelOn` lists an incoming event's trigger, with that entry's key template.
+#[derive(Debug, Clone)]
+pub struct CancelCandidate {
+    pub workflow_id: Uuid,
+    pub key_template: Option<String>,
+}
+
+/// An event's `cancelOn` effect on one workflow: its executions holding `key` for `trigger`.
+#[derive(Debug, Clone)]
+pub struct CancelHit {
+    pub tenant_id: Uuid,
+    pub workflow_id: Uuid,
+    pub trigger: String,
+    pub key: String,
+    /// Only this execution (one the same batch started), rather than every one holding the key.
+    pub execution_id: Option<Uuid>,
 }
 
 impl NewExecution {
@@ -343,6 +367,7 @@ impl NewExecution {
             occurred_at: 0,
             concurrency: None,
             debounce: None,
+            cancel_keys: Vec::new(),
         }
     }
 
@@ -472,6 +497,31 @@ pub(crate) async fn insert_executions(
             .await
             .map_err(StoreError::from_sqlx)?;
     }
+    let keys: Vec<(&NewExecution, &(String, String))> = executions
+        .iter()
+        .filter(|e| created.contains(&e.id.to_string()))
+        .flat_map(|e| e.cancel_keys.iter().map(move |k| (e, k)))
+        .collect();
+    for chunk in super::pow2_chunks(&keys) {
+        let sql = format!(
+            "INSERT INTO execution_keys (execution_id, tenant_id, workflow_id, trigger_code, cancel_key) \
+             VALUES {} ON CONFLICT (execution_id, trigger_code) DO NOTHING",
+            super::values_list(chunk.len(), 5, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (execution, (trigger, key)) in chunk {
+            query = query
+                .bind(execution.id.to_string())
+                .bind(execution.tenant_id.to_string())
+                .bind(execution.workflow_id.to_string())
+                .bind(trigger.clone())
+                .bind(key.clone());
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+    }
     // Debounce, in the batch's order: each new execution replaces the pending ones of its key.
     let mut due: HashMap<Uuid, i64> = HashMap::new();
     let mut replaced = std::collections::HashSet::new();
@@ -563,8 +613,8 @@ async fn debounce_replace(
         .await
         .map_err(StoreError::from_sqlx)?;
         sqlx::query(
-            "UPDATE executions SET status = 'cancelled', updated_at = $1, finished_at = $1 \
-             WHERE id = $2",
+            "UPDATE executions SET status = 'cancelled', cancel_reason = 'debounced', \
+             updated_at = $1, finished_at = $1 WHERE id = $2",
         )
         .bind(now)
         .bind(id.clone())
@@ -626,6 +676,120 @@ async fn report_debounced(tx: &mut Tx, event_id: &str, by: &NewExecution) -> Sto
         .await
         .map_err(StoreError::from_sqlx)?;
     Ok(())
+}
+
+/// The one way executions are cancelled (the API's cancel, a workflow's deletion, `cancelOn`):
+/// those of `tenant_id` that `filter` selects (an SQL condition whose parameters start at `$4`,
+/// bound in order from `binds`) and that are in a state `allowed` by the domain, get `reason`;
+/// their idle steps are cancelled, and a running step finishes on its own and finds the execution
+/// cancelled. Returns the executions cancelled.
+async fn cancel_where(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    filter: &str,
+    binds: &[String],
+    allowed: fn(ExecutionStatus) -> bool,
+    reason: &str,
+) -> StoreResult<Vec<Uuid>> {
+    let now = now_ms();
+    let states = ExecutionStatus::ALL
+        .into_iter()
+        .filter(|s| allowed(*s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE executions SET status = 'cancelled', pause_reason = NULL, cancel_reason = $3, \
+         updated_at = $1, finished_at = $1 \
+         WHERE tenant_id = $2 AND status IN ({states}) AND {filter} RETURNING id"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(tenant_id.to_string())
+        .bind(reason.to_owned());
+    for value in binds {
+        query = query.bind(value.clone());
+    }
+    let rows = query
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .map(|r| Columns::of(r).uuid("id"))
+        .collect::<StoreResult<_>>()?;
+    for id in &ids {
+        // A running step finishes on its own and finds the execution cancelled.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE steps SET status = 'cancelled' WHERE execution_id = $1 AND status IN ({})",
+            sql_list(StepStatus::is_idle)
+        )))
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    }
+    Ok(ids)
+}
+
+/// Applies events' `cancelOn` hits in the transaction that stores (or matches) the events:
+/// each hit cancels its workflow's queued and waiting executions holding the hit's key, found
+/// through `execution_keys_lookup`.
+pub(crate) async fn cancel_on_hits(tx: &mut Tx, hits: &[CancelHit]) -> StoreResult<Vec<Uuid>> {
+    let mut cancelled = Vec::new();
+    for hit in hits {
+        let (filter, binds) = match hit.execution_id {
+            Some(id) => (
+                "workflow_id = $4 AND id = $5",
+                vec![hit.workflow_id.to_string(), id.to_string()],
+            ),
+            None => (
+                "workflow_id = $4 AND id IN (SELECT execution_id FROM execution_keys \
+                 WHERE tenant_id = $2 AND trigger_code = $5 AND cancel_key = $6 AND workflow_id = $4)",
+                vec![
+                    hit.workflow_id.to_string(),
+                    hit.trigger.clone(),
+                    hit.key.clone(),
+                ],
+            ),
+        };
+        let ids = cancel_where(
+            tx,
+            hit.tenant_id,
+            filter,
+            &binds,
+            crate::domain::cancellable_on_event,
+            &crate::domain::cancel_on_reason(&hit.trigger),
+        )
+        .await?;
+        cancelled.extend(ids);
+    }
+    // Executions held behind the cancelled ones by a concurrency key may start now. Their steps
+    // are queued in this transaction; the sweeper dispatches them (`--redispatch-after`), as it
+    // does any queued step the queue does not hold.
+    let mut keys = Vec::new();
+    for id in &cancelled {
+        let row = sqlx::query(
+            "SELECT workflow_id, concurrency_key, concurrency_limit FROM executions \
+             WHERE id = $1 AND concurrency_key IS NOT NULL",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if let Some(row) = row {
+            let row = Columns::of(&row);
+            keys.push(ConcurrencyKey {
+                workflow_id: row.get("workflow_id")?,
+                key: row.get("concurrency_key")?,
+                limit: row.get::<Option<i64>>("concurrency_limit")?.unwrap_or(1),
+            });
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    release_keys(tx, &keys, now_ms()).await?;
+    Ok(cancelled)
 }
 
 impl Store {
@@ -1758,11 +1922,14 @@ impl Store {
     }
 
     /// Cancels the unfinished executions `filter` matches (one by id, all of a workflow, or a bulk
-    /// selection). Returns those cancelled and whether more matched than `filter.limit`.
+    /// selection) with `reason` as their `cancelReason` (`manual`, `workflow_deleted`). Returns
+    /// those cancelled, whether more matched than `filter.limit`, and the executions their
+    /// concurrency keys may start now.
     pub async fn cancel_executions(
         &self,
         tenant_id: Uuid,
         filter: &ExecutionFilter,
+        reason: &str,
     ) -> StoreResult<BulkOutcome> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
@@ -1812,13 +1979,15 @@ impl Store {
         let idle_steps = sql_list(StepStatus::is_idle);
         for chunk in super::pow2_chunks(&ids) {
             let sql = format!(
-                "UPDATE executions SET status = 'cancelled', pause_reason = NULL, updated_at = $1, finished_at = $1 \
+                "UPDATE executions SET status = 'cancelled', pause_reason = NULL, cancel_reason = $3, \
+                 updated_at = $1, finished_at = $1 \
                  WHERE tenant_id = $2 AND status IN ({unfinished}) AND id IN ({}) RETURNING id",
-                super::in_list(chunk.len(), 3)
+                super::in_list(chunk.len(), 4)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(now)
-                .bind(tenant_id.to_string());
+                .bind(tenant_id.to_string())
+                .bind(reason.to_owned());
             for id in chunk {
                 query = query.bind(id.clone());
             }

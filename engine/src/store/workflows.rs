@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
-use switchyard_schemas::{ActionSpec, Concurrency, Debounce, EntityType, Schedule};
+use switchyard_schemas::{ActionSpec, CancelOn, Concurrency, Debounce, EntityType, Schedule};
 use uuid::Uuid;
 
 use super::row::Columns;
@@ -29,6 +29,9 @@ pub struct WorkflowSpec {
     pub concurrency: Option<Concurrency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce: Option<Debounce>,
+    /// Trigger codes (not guids) and key templates; `key` is `None` for the entity key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel_on: Vec<CancelOn>,
 }
 
 /// A workflow with its current version's spec.
@@ -464,6 +467,26 @@ async fn insert_version(
     .execute(&mut **tx)
     .await
     .map_err(StoreError::from_sqlx)?;
+    // The workflow's `cancelOn` index: what incoming events look up (`match_candidates`).
+    sqlx::query("DELETE FROM workflow_cancel_triggers WHERE tenant_id = $1 AND workflow_id = $2")
+        .bind(tenant_id.to_string())
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    for entry in &spec.cancel_on {
+        sqlx::query(
+            "INSERT INTO workflow_cancel_triggers (tenant_id, trigger_code, workflow_id, key_template) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant_id.to_string())
+        .bind(entry.trigger_id.clone())
+        .bind(id.to_string())
+        .bind(entry.key.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    }
     Ok(())
 }
 
@@ -493,6 +516,50 @@ impl Store {
                 Ok((r.uuid("id")?, r.get("current_version")?))
             })
             .collect()
+    }
+
+    /// What an event on `trigger` concerns, in one read: the active workflows it may start (as
+    /// [`Store::active_workflows`]) and the workflows whose `cancelOn` lists it, each with that
+    /// entry's key template (`workflow_cancel_triggers`, by its primary key's prefix). An event
+    /// on a trigger no workflow cancels on costs no query more than matching did.
+    pub async fn match_candidates(
+        &self,
+        tenant_id: Uuid,
+        entity_type: &str,
+        trigger: &str,
+    ) -> StoreResult<(Vec<(Uuid, i64)>, Vec<super::CancelCandidate>)> {
+        let rows = sqlx::query(
+            "SELECT 'start' AS kind, id AS workflow_id, current_version, NULL AS key_template \
+             FROM workflows WHERE tenant_id = $1 AND entity_type = $2 \
+             AND trigger_code = $3 AND is_active = 1 AND deleted_at IS NULL \
+             UNION ALL \
+             SELECT 'cancel' AS kind, c.workflow_id AS workflow_id, w.current_version AS current_version, \
+             c.key_template AS key_template \
+             FROM workflow_cancel_triggers c JOIN workflows w ON w.id = c.workflow_id \
+             WHERE c.tenant_id = $1 AND c.trigger_code = $3 AND w.tenant_id = $1 \
+             AND w.deleted_at IS NULL",
+        )
+        .bind(tenant_id.to_string())
+        .bind(entity_type)
+        .bind(trigger)
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let mut start = Vec::new();
+        let mut cancel = Vec::new();
+        for row in &rows {
+            let r = Columns::of(row);
+            let workflow_id = r.uuid("workflow_id")?;
+            if r.get::<String>("kind")? == "cancel" {
+                cancel.push(super::CancelCandidate {
+                    workflow_id,
+                    key_template: r.get("key_template")?,
+                });
+            } else {
+                start.push((workflow_id, r.get("current_version")?));
+            }
+        }
+        Ok((start, cancel))
     }
 
     /// (is_active, deleted) of a workflow, whatever its state.
