@@ -342,21 +342,8 @@ fn check_concurrency(c: Concurrency) -> Result<Concurrency, SpecError> {
     })
 }
 
-/// The longest debounce `period` or `maxWait`.
-pub const MAX_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
-
-/// A debounce duration (`"10m"`): at least a second, at most [`MAX_DEBOUNCE`].
-pub fn debounce_duration(field: &str, text: &str) -> Result<std::time::Duration, SpecError> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        SpecError::field(
-            field,
-            format!("`{text}` is not a duration like \"30s\", \"10m\" or \"1h\": {e}"),
-        )
-    })?;
-    if d < std::time::Duration::from_secs(1) || d > MAX_DEBOUNCE {
-        return Err(SpecError::field(field, "must be between 1s and 30 days"));
-    }
-    Ok(d)
+fn debounce_duration(field: &str, text: &str) -> Result<std::time::Duration, SpecError> {
+    crate::domain::debounce::parse_period(text).map_err(|e| SpecError::field(field, e))
 }
 
 fn check_debounce(d: Debounce) -> Result<Debounce, SpecError> {

@@ -2,7 +2,27 @@
 //! same key. Each new matching event replaces the pending execution of its key (its first step
 //! not started) and waits `period`; the burst's first arrival bounds the wait by `maxWait`.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
+
+/// The longest debounce `period` or `maxWait`.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A debounce duration (`"10m"`): at least a second, at most [`MAX_DEBOUNCE`].
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like \"30s\", \"10m\" or \"1h\": {e}"))?;
+    if d < Duration::from_secs(1) || d > MAX_DEBOUNCE {
+        return Err("must be between 1s and 30 days".to_owned());
+    }
+    Ok(d)
+}
+
+/// [`parse_period`] in milliseconds.
+pub fn period_ms(text: &str) -> Result<i64, String> {
+    parse_period(text).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// When a new debounced execution's first step is due: `period` after now, or `maxWait` after the
 /// burst's first event when that is sooner (never before now).

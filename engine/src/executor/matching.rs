@@ -308,10 +308,7 @@ impl Matcher {
             }
             if let Some(debounce) = &workflow.spec.debounce {
                 let key = super::flow_key::render_key(&debounce.key, event).await;
-                let ms = |text: &str| {
-                    crate::workflow_spec::debounce_duration("debounce", text)
-                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                };
+                let ms = crate::domain::debounce::period_ms;
                 // Checked when the workflow was saved; a stored spec that no longer parses is
                 // not debounced rather than not run.
                 if let Ok(period) = ms(&debounce.period) {
