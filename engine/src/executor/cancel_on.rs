@@ -4,44 +4,18 @@
 //! queued and waiting executions holding the same key are cancelled in the transaction that
 //! stores the event. Both sides render through [`key`], so they cannot disagree.
 
-use serde_json::json;
-use sha2::{Digest, Sha256};
-use switchyard_actions::template::TemplateLimits;
-
 use crate::domain::EventView;
 use crate::store::{CancelCandidate, CancelHit, EventRecord, NewExecution};
 
-/// Keys longer than this are stored as `sha256:<hex>` of the key (an index entry stays small).
-const MAX_STORED_KEY: usize = 200;
-
-/// The key of `view` under `template`: `None` (or `"entity"`) is the event's entity type and id;
-/// otherwise the template rendered over `entity` and `event`, trimmed. Empty, or a template that
-/// fails to render: no key (the execution cannot be cancelled by it, the event cancels nothing).
+/// The key of `view` under `template` (see [`super::flow_key::key`], shared with `concurrency`
+/// and `debounce`): `None` (or `"entity"`) is the event's entity type and id.
 pub fn key(
     template: Option<&str>,
     entity_type: &str,
     entity_id: &str,
     view: &EventView,
 ) -> Option<String> {
-    let raw = match template {
-        None | Some("entity") => format!("{entity_type}:{entity_id}"),
-        Some(source) => {
-            let scope = json!({"entity": view.entity, "event": view.event});
-            switchyard_actions::template::render(source, &scope, &TemplateLimits::default())
-                .ok()?
-                .trim()
-                .to_owned()
-        }
-    };
-    if raw.is_empty() {
-        return None;
-    }
-    if raw.len() > MAX_STORED_KEY {
-        let digest = Sha256::digest(raw.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        return Some(format!("sha256:{hex}"));
-    }
-    Some(raw)
+    super::flow_key::key(template, entity_type, entity_id, view)
 }
 
 /// The keys an execution of `cancel_on` started by `event` can be cancelled by: (trigger, key).
