@@ -257,7 +257,7 @@ async fn measure_sqlite(args: &Args) -> anyhow::Result<[(Tally, Tally); 3]> {
         )
         .await
         .context("SQLite (native)")?;
-    let table = "sqlite_drivers_bench";
+    let table = "drivers_bench_sqlite";
     setup(&any, table).await?;
     let mut out = [(Tally::default(), Tally::default()); 3];
     for (which, slot) in out.iter_mut().enumerate() {
