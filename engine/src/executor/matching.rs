@@ -392,13 +392,25 @@ mod tests {
             &workflows,
             Duration::from_millis(75),
         );
-        assert!(started.elapsed() < Duration::from_millis(300));
+        // The budget stops it after about 75 ms (bounded loosely: wall-clock scripts stretch on
+        // a loaded CI machine; what shows the budget works is the `OverBudget` below).
+        assert!(started.elapsed() < Duration::from_secs(1));
         let reported = out
             .iter()
             .filter(|e| matches!(e, Evaluated::Report(_)))
             .count();
-        // Two run their full 30 ms; the third is cut by the budget, the rest never start.
-        assert_eq!(reported, 2);
-        assert!(matches!(out[2], Evaluated::OverBudget));
+        // On a quiet machine two run their full 30 ms and the third is cut by the budget; on a
+        // busy one fewer finish. Either way some ran, and once the budget is spent nothing after
+        // it is evaluated.
+        assert!((1..=2).contains(&reported), "{reported} reported");
+        let first_cut = out
+            .iter()
+            .position(|e| matches!(e, Evaluated::OverBudget))
+            .expect("the budget stopped the evaluation");
+        assert!(
+            out[first_cut..]
+                .iter()
+                .all(|e| matches!(e, Evaluated::OverBudget))
+        );
     }
 }
