@@ -200,8 +200,10 @@ enum Bulk {
     Cancel,
 }
 
-/// The filter a bulk body asks for, or the 400 that explains what is wrong with it.
-fn bulk_filter(body: BulkRequest, bulk: &Bulk, limit: u32) -> ApiResult<ExecutionFilter> {
+/// The filter a bulk body asks for (`None`: a well-formed filter that can match nothing the call
+/// acts on — a status it cannot resume or cancel, an empty time window — answered with count 0,
+/// like an unknown workflow), or the 400 that explains what is wrong with the body.
+fn bulk_filter(body: BulkRequest, bulk: &Bulk, limit: u32) -> ApiResult<Option<ExecutionFilter>> {
     let workflow_id = body
         .workflow_id
         .as_deref()
@@ -217,40 +219,29 @@ fn bulk_filter(body: BulkRequest, bulk: &Bulk, limit: u32) -> ApiResult<Executio
                     format!("unknown status `{shown}`: expected queued, running, waiting, succeeded, paused or cancelled"),
                 )
             })?;
-            match bulk {
-                Bulk::Resume if crate::domain::resume(status, 0).is_none() => {
-                    return Err(ApiError::field(
-                        "status",
-                        format!(
-                            "only paused executions can be resumed, not {status} ones: use `paused` or leave status out"
-                        ),
-                    ));
-                }
-                Bulk::Cancel if !crate::domain::cancellable(status) => {
-                    return Err(ApiError::field(
-                        "status",
-                        format!(
-                            "{status} executions are finished and cannot be cancelled: use queued, running, waiting or paused, or leave status out"
-                        ),
-                    ));
-                }
-                _ => Some(status),
+            let acts_on = match bulk {
+                Bulk::Resume => crate::domain::resume(status, 0).is_some(),
+                Bulk::Cancel => crate::domain::cancellable(status),
+            };
+            if !acts_on {
+                return Ok(None);
             }
+            Some(status)
         }
     };
     if let (Some(since), Some(until)) = (body.since, body.until)
         && since > until
     {
-        return Err(ApiError::field("since", "since must not be after until"));
+        return Ok(None);
     }
-    Ok(ExecutionFilter {
+    Ok(Some(ExecutionFilter {
         workflow_id,
         status,
         since: body.since.map(|t| t.timestamp_millis()),
         until: body.until.map(|t| t.timestamp_millis()),
         limit: Some(limit),
         ..ExecutionFilter::default()
-    })
+    }))
 }
 
 /// Resume every paused execution of the tenant that matches (oldest first, at most
@@ -267,7 +258,12 @@ async fn bulk_resume(
     tenant: Tenant,
     Json(body): Json<BulkRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let filter = bulk_filter(body, &Bulk::Resume, state.settings.max_bulk_executions)?;
+    let Some(filter) = bulk_filter(body, &Bulk::Resume, state.settings.max_bulk_executions)? else {
+        return Ok(ok(BulkResult {
+            count: 0,
+            more: false,
+        }));
+    };
     let resumed = state.store.resume_executions(tenant.id, &filter).await?;
     state.executor.dispatch(&resumed.jobs).await;
     Ok(ok(BulkResult {
@@ -289,7 +285,12 @@ async fn bulk_cancel(
     tenant: Tenant,
     Json(body): Json<BulkRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let filter = bulk_filter(body, &Bulk::Cancel, state.settings.max_bulk_executions)?;
+    let Some(filter) = bulk_filter(body, &Bulk::Cancel, state.settings.max_bulk_executions)? else {
+        return Ok(ok(BulkResult {
+            count: 0,
+            more: false,
+        }));
+    };
     let cancelled = state
         .store
         .cancel_executions(tenant.id, &filter, "manual")
