@@ -678,7 +678,7 @@ async fn report_debounced(tx: &mut Tx, event_id: &str, by: &NewExecution) -> Sto
     Ok(())
 }
 
-/// The one way executions are cancelled (the API's cancel, a workflow's deletion, `cancelOn`):
+/// How `cancelOn` cancels executions (the API's cancels go through `Store::cancel_executions`):
 /// those of `tenant_id` that `filter` selects (an SQL condition whose parameters start at `$4`,
 /// bound in order from `binds`) and that are in a state `allowed` by the domain, get `reason`;
 /// their idle steps are cancelled, and a running step finishes on its own and finds the execution
@@ -737,6 +737,7 @@ async fn cancel_where(
 /// through `execution_keys_lookup`.
 pub(crate) async fn cancel_on_hits(tx: &mut Tx, hits: &[CancelHit]) -> StoreResult<Vec<Uuid>> {
     let mut cancelled = Vec::new();
+    let mut keys = Vec::new();
     for hit in hits {
         let (filter, binds) = match hit.execution_id {
             Some(id) => (
@@ -762,30 +763,13 @@ pub(crate) async fn cancel_on_hits(tx: &mut Tx, hits: &[CancelHit]) -> StoreResu
             &crate::domain::cancel_on_reason(&hit.trigger),
         )
         .await?;
+        let ids_text: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        keys.extend(concurrency_keys_of(tx, hit.tenant_id, &ids_text).await?);
         cancelled.extend(ids);
     }
     // Executions held behind the cancelled ones by a concurrency key may start now. Their steps
     // are queued in this transaction; the sweeper dispatches them (`--redispatch-after`), as it
     // does any queued step the queue does not hold.
-    let mut keys = Vec::new();
-    for id in &cancelled {
-        let row = sqlx::query(
-            "SELECT workflow_id, concurrency_key, concurrency_limit FROM executions \
-             WHERE id = $1 AND concurrency_key IS NOT NULL",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        if let Some(row) = row {
-            let row = Columns::of(&row);
-            keys.push(ConcurrencyKey {
-                workflow_id: row.get("workflow_id")?,
-                key: row.get("concurrency_key")?,
-                limit: row.get::<Option<i64>>("concurrency_limit")?.unwrap_or(1),
-            });
-        }
-    }
     keys.sort();
     keys.dedup();
     release_keys(tx, &keys, now_ms()).await?;
@@ -1941,32 +1925,7 @@ impl Store {
         };
         // The concurrency keys involved are locked before anything changes, in the order every
         // release takes them, so a cancel and a finish never wait for each other in a circle.
-        let mut keys = Vec::new();
-        for chunk in super::pow2_chunks(&ids) {
-            let sql = format!(
-                "SELECT workflow_id, concurrency_key, concurrency_limit FROM executions \
-                 WHERE tenant_id = $1 AND concurrency_key IS NOT NULL AND id IN ({})",
-                super::in_list(chunk.len(), 2)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            for row in query
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?
-            {
-                let row = Columns::of(&row);
-                keys.push(ConcurrencyKey {
-                    workflow_id: row.get("workflow_id")?,
-                    key: row.get("concurrency_key")?,
-                    limit: row.get::<Option<i64>>("concurrency_limit")?.unwrap_or(1),
-                });
-            }
-        }
-        keys.sort();
-        keys.dedup();
+        let keys = concurrency_keys_of(&mut tx, tenant_id, &ids).await?;
         for key in &keys {
             lock_slot(&mut tx, key).await?;
         }
@@ -2110,6 +2069,41 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The concurrency keys of executions of `tenant_id` (those that have one), sorted, once each.
+async fn concurrency_keys_of(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    ids: &[String],
+) -> StoreResult<Vec<ConcurrencyKey>> {
+    let mut keys = Vec::new();
+    for chunk in super::pow2_chunks(ids) {
+        let sql = format!(
+            "SELECT workflow_id, concurrency_key, concurrency_limit FROM executions \
+             WHERE tenant_id = $1 AND concurrency_key IS NOT NULL AND id IN ({})",
+            super::in_list(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.to_string());
+        for id in chunk {
+            query = query.bind(id.clone());
+        }
+        for row in query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?
+        {
+            let row = Columns::of(&row);
+            keys.push(ConcurrencyKey {
+                workflow_id: row.get("workflow_id")?,
+                key: row.get("concurrency_key")?,
+                limit: row.get::<Option<i64>>("concurrency_limit")?.unwrap_or(1),
+            });
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// Takes a concurrency key's turn: the gate of a claim and the release of a finish both update
