@@ -91,6 +91,9 @@ pub enum RecordKind {
     /// Web Push subscriptions saved by the tenant (`POST /api/integrations/save-vapid-subscription`), keyed by
     /// endpoint URL; loaded into [`TenantView::push_subscriptions`].
     PushSubscription,
+    /// The tenant's store integrations with their credentials decrypted, keyed by the
+    /// integration's guid; loaded into [`TenantView::store_connections`].
+    StoreConnection,
 }
 
 impl RecordKind {
@@ -98,6 +101,17 @@ impl RecordKind {
     pub fn describe(self) -> &'static str {
         match self {
             RecordKind::PushSubscription => "push subscription",
+            RecordKind::StoreConnection => "store connection",
+        }
+    }
+
+    /// Whether a step may forget a record of this kind ([`Effect::ForgetTenantRecord`]): a push
+    /// subscription its service says is gone, yes; a store integration, which only the merchant
+    /// removes, no.
+    pub fn forgettable(self) -> bool {
+        match self {
+            RecordKind::PushSubscription => true,
+            RecordKind::StoreConnection => false,
         }
     }
 }
@@ -151,6 +165,35 @@ pub struct PushSubscription {
     pub auth: String,
 }
 
+/// One of the tenant's store integrations (CONTRACT §6), credentials decrypted, for actions that
+/// call the store back (`push_tracking`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreConnection {
+    /// The integration's guid.
+    pub guid: Uuid,
+    /// The provider's code (`shopify`, `woocommerce`, `custom`).
+    pub provider: String,
+    /// `https://shop.example.com`, normalized (no trailing slash); `None` for providers without
+    /// a store.
+    pub store_url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_secret: Option<String>,
+    /// False once the merchant disabled the integration.
+    pub active: bool,
+}
+
+impl std::fmt::Debug for StoreConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials never reach a log line.
+        f.debug_struct("StoreConnection")
+            .field("guid", &self.guid)
+            .field("provider", &self.provider)
+            .field("store_url", &self.store_url)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the engine knows about the tenant a step runs for, loaded before the step runs. Records
 /// (the `Vec`s) are loaded only for the kinds the action names in [`Action::needs`]; for any
 /// other kind they are empty.
@@ -162,6 +205,8 @@ pub struct TenantView {
     pub notification_email: Option<String>,
     /// [`RecordKind::PushSubscription`], oldest first.
     pub push_subscriptions: Vec<PushSubscription>,
+    /// [`RecordKind::StoreConnection`], oldest first.
+    pub store_connections: Vec<StoreConnection>,
 }
 
 /// Everything a step may read. Parameters are already rendered (templates applied) and

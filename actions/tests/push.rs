@@ -139,6 +139,7 @@ fn context(subscriptions: Vec<PushSubscription>) -> StepContext {
             name: "Shop".to_owned(),
             notification_email: None,
             push_subscriptions: subscriptions,
+            ..TenantView::default()
         },
         template_limits: Default::default(),
     }

@@ -492,6 +492,7 @@ pub fn to_record(
         action: steps.first().map(|s| s.kind.clone()).unwrap_or_default(),
         is_active: stored.is_active,
         is_managed: stored.is_managed,
+        integration_guid: stored.integration_id,
         actions: steps,
         conditions: stored.spec.conditions.clone(),
         condition: stored.spec.condition.clone(),

@@ -147,6 +147,10 @@ pub struct WorkflowRecord {
     pub action: String,
     pub is_active: bool,
     pub is_managed: bool,
+    /// For a managed workflow, the guid of the integration that installed it (its toggle and
+    /// removal drive the workflow's); `null` for every other workflow.
+    #[serde(default)]
+    pub integration_guid: Option<Uuid>,
     pub actions: Vec<ActionSpec>,
     #[schema(value_type = Object, additional_properties)]
     pub conditions: Map<String, Value>,

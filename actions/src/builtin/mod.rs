@@ -3,12 +3,14 @@
 mod delay;
 pub mod email;
 mod push;
+mod push_tracking;
 mod update_status;
 mod webhook;
 
 pub use delay::{DelayAction, parse_duration};
 pub use email::{EmailAction, EmailConfig, SmtpSecurity, SmtpUrl};
 pub use push::{PushAction, PushConfig};
+pub use push_tracking::{PushTrackingAction, PushTrackingConfig};
 pub use update_status::UpdateStatusAction;
 pub use webhook::{Clock, WebhookAction, WebhookConfig};
 
@@ -57,5 +59,8 @@ pub fn registry(_settings: &BuiltinSettings) -> Result<ActionRegistry, SetupErro
         _settings,
         crate::http::GuardedClient::new(_settings.allow_private_targets)?,
     )?);
+    registry.register(PushTrackingAction::new(crate::http::GuardedClient::new(
+        _settings.allow_private_targets,
+    )?));
     Ok(registry)
 }

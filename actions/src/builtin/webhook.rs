@@ -141,17 +141,22 @@ impl WebhookAction {
         Ok(OutboundRequest::post(url, body).with_headers(headers))
     }
 
-    /// Turns a `Retry-After` (delay-seconds or HTTP-date) into a delay from now.
     fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
-        let value = headers.get("retry-after")?.to_str().ok()?.trim();
-        let after = if let Ok(seconds) = value.parse::<u64>() {
-            Duration::from_secs(seconds)
-        } else {
-            let at = DateTime::<Utc>::from(httpdate::parse_http_date(value).ok()?);
-            (at - (self.clock)()).to_std().unwrap_or(Duration::ZERO)
-        };
-        Some(after.min(MAX_RETRY_AFTER))
+        retry_after(headers, (self.clock)())
     }
+}
+
+/// Turns a `Retry-After` (delay-seconds or HTTP-date) into a delay from `now`, at most
+/// [`MAX_RETRY_AFTER`]. Every action calling a peer that may ask for patience uses this one.
+pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    let after = if let Ok(seconds) = value.parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else {
+        let at = DateTime::<Utc>::from(httpdate::parse_http_date(value).ok()?);
+        (at - now).to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(after.min(MAX_RETRY_AFTER))
 }
 
 fn has_template(s: &str) -> bool {
@@ -333,7 +338,7 @@ impl Action for WebhookAction {
 }
 
 /// `"200 OK"`, or just the code when the status has no standard reason phrase.
-fn status_line(status: StatusCode) -> String {
+pub(crate) fn status_line(status: StatusCode) -> String {
     match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),

@@ -22,12 +22,13 @@ use super::extract::{
     Json, PageParams, Query, Tenant, contains_nul, nul_error, paginate, parse_id,
 };
 use super::respond::{list, ok, success};
+use super::workflows::{delete_and_cancel, toggle_and_resume};
 use crate::integrations::{
     self, CredentialField, Credentials, IntegrationSettings, Provider, SettingInfo, Topic,
     VerifyError,
 };
 use crate::secrets::SecretScope;
-use crate::store::{ConfiguredIntegration, IntegrationRecord, NewIntegration};
+use crate::store::{ConfiguredIntegration, IntegrationRecord, NewIntegration, WorkflowWrite};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -266,6 +267,7 @@ async fn configure(
             ));
         }
     };
+    sync_managed_workflows(&state, &record).await?;
     let revealed = generated
         .contains(&"apiSecret")
         .then(|| credentials.api_secret.clone())
@@ -330,6 +332,54 @@ fn open_credentials(state: &AppState, record: &IntegrationRecord) -> ApiResult<C
         tracing::error!(integration = %record.id, error = %e, "integration credentials are corrupt");
         ApiError::internal()
     })
+}
+
+/// Brings the workflows an integration manages in line with it (CONTRACT §8): with
+/// `pushTracking` on (for a provider with a store to send tracking to), one tracking workflow,
+/// switched on while the integration is active and off while it is disabled; otherwise none.
+async fn sync_managed_workflows(state: &AppState, record: &IntegrationRecord) -> ApiResult<()> {
+    let provider = integrations::find(&record.provider).filter(|p| p.takes_tracking());
+    let existing = state
+        .store
+        .managed_workflows(record.tenant_id, record.id)
+        .await?;
+    let Some(provider) = provider.filter(|_| settings_of(record).push_tracking) else {
+        for workflow in existing {
+            delete_and_cancel(state, record.tenant_id, workflow.id, true).await?;
+        }
+        return Ok(());
+    };
+    if existing.is_empty() {
+        let spec =
+            integrations::tracking_workflow(provider, record.id, record.store_url.as_deref())
+                .map_err(|e| {
+                    tracing::error!(error = %e, "the tracking workflow document does not parse");
+                    ApiError::internal()
+                })?;
+        let write = WorkflowWrite {
+            spec,
+            is_active: Some(record.is_active()),
+            is_managed: true,
+            integration_id: Some(record.id),
+        };
+        state
+            .store
+            .insert_workflow(record.tenant_id, &write)
+            .await?;
+        return Ok(());
+    }
+    for workflow in existing {
+        toggle_and_resume(
+            state,
+            record.tenant_id,
+            workflow.id,
+            None,
+            Some(record.is_active()),
+            true,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn settings_of(record: &IntegrationRecord) -> IntegrationSettings {
@@ -416,6 +466,7 @@ async fn disable(
         .disable_integration(tenant.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("Integration"))?;
+    sync_managed_workflows(&state, &record).await?;
     Ok(ok(DisableResult {
         guid: record.id,
         status: record.status,
@@ -445,6 +496,10 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id("integration id", &id)?;
+    // Its managed workflows go with it (none are found for another tenant's integration).
+    for workflow in state.store.managed_workflows(tenant.id, id).await? {
+        delete_and_cancel(&state, tenant.id, workflow.id, true).await?;
+    }
     if state.store.delete_integration(tenant.id, id).await? {
         Ok(success())
     } else {
@@ -529,9 +584,16 @@ async fn inbound(
     }
     // Counted only once authenticated, so nobody without the secret can spend the tenant's budget.
     state.limiter.check(record.tenant_id)?;
-    let translated = provider
+    let mut translated = provider
         .translate(&headers, &body, &settings_of(&record))
         .map_err(|e| ApiError::validation(e.to_string()))?;
+    // Which store an entity came from: what a managed workflow of this integration matches on.
+    for inbound in &mut translated {
+        inbound.event.data.insert(
+            integrations::INTEGRATION_FIELD.to_owned(),
+            serde_json::Value::String(record.id.to_string()),
+        );
+    }
     // Before anything is looked up with them: PostgreSQL cannot take U+0000 in a parameter.
     if translated
         .iter()

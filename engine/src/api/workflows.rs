@@ -19,6 +19,7 @@ use crate::store::{ExecutionFilter, PAGE_BUDGET_CHARS, StoredWorkflow, WorkflowW
 use crate::workflow_spec::{Revealed, Validator, to_record};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -202,6 +203,7 @@ async fn configure(
         spec: validated.spec,
         is_active: validated.is_active,
         is_managed: false,
+        integration_id: None,
     };
     let (status, stored) = match previous {
         Some(previous) => {
@@ -270,16 +272,7 @@ async fn toggle(
     Path(guid): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id("workflow guid", &guid)?;
-    let stored = state.store.toggle_workflow(tenant.id, id, expected).await?;
-    if stored.is_active {
-        // On again: the executions that toggling off paused go on from where they stopped.
-        let filter = ExecutionFilter {
-            pause_reason: Some("workflow_disabled"),
-            ..ExecutionFilter::workflow(id)
-        };
-        let resumed = state.store.resume_executions(tenant.id, &filter).await?;
-        state.executor.dispatch(&resumed.jobs).await;
-    }
+    let stored = toggle_and_resume(&state, tenant.id, id, expected, None, false).await?;
     Ok((
         etag(stored.version),
         ok(ToggleResult {
@@ -316,19 +309,60 @@ async fn remove(
     Path(guid): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id("workflow guid", &guid)?;
-    state.store.delete_workflow(tenant.id, id, false).await?;
+    delete_and_cancel(&state, tenant.id, id, false).await?;
+    Ok(success())
+}
+
+/// Flips a workflow on or off (or sets it, `set_to`); on again, the executions that switching it
+/// off paused go on from where they stopped. The API's toggle and an integration's enable and
+/// disable (for the workflows it manages, `allow_managed`) both go through here.
+pub(crate) async fn toggle_and_resume(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+    expected: Option<i64>,
+    set_to: Option<bool>,
+    allow_managed: bool,
+) -> ApiResult<StoredWorkflow> {
+    let stored = state
+        .store
+        .toggle_workflow(tenant_id, id, expected, set_to, allow_managed)
+        .await?;
+    if stored.is_active {
+        let filter = ExecutionFilter {
+            pause_reason: Some("workflow_disabled"),
+            ..ExecutionFilter::workflow(id)
+        };
+        let resumed = state.store.resume_executions(tenant_id, &filter).await?;
+        state.executor.dispatch(&resumed.jobs).await;
+    }
+    Ok(stored)
+}
+
+/// Deletes a workflow and cancels its unfinished executions: the API's delete, and an
+/// integration's removal for the workflows it manages (`allow_managed`).
+pub(crate) async fn delete_and_cancel(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+    allow_managed: bool,
+) -> ApiResult<()> {
+    state
+        .store
+        .delete_workflow(tenant_id, id, allow_managed)
+        .await?;
     // Nothing of a deleted workflow runs again, so there is nothing to release; the jobs are
     // dispatched all the same and find their executions cancelled.
     let cancelled = state
         .store
         .cancel_executions(
-            tenant.id,
+            tenant_id,
             &ExecutionFilter::workflow(id),
             "workflow_deleted",
         )
         .await?;
     state.executor.dispatch(&cancelled.jobs).await;
-    Ok(success())
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -4,18 +4,29 @@
 
 use std::time::Duration;
 
-use switchyard_actions::{DynAction, Effect, Outcome, PushSubscription, RecordKind, TenantView};
+use serde_json::Value;
+use switchyard_actions::{
+    DynAction, Effect, Outcome, PushSubscription, RecordKind, StoreConnection, TenantView,
+};
 
-use crate::store::{StepFinish, Store, StoreResult};
+use crate::secrets::{MasterKey, SecretScope};
+use crate::store::{StepFinish, Store, StoreError, StoreResult};
+
+/// Integrations read per query when loading a tenant's store connections.
+const CONNECTIONS_PAGE: u32 = 200;
 
 /// Loads into `tenant` the records of every kind the action needs; the other kinds stay empty.
 pub(crate) async fn load_records(
     store: &Store,
+    master_key: &MasterKey,
     needs: &[RecordKind],
     tenant: &mut TenantView,
 ) -> StoreResult<()> {
     for kind in needs {
         match kind {
+            RecordKind::StoreConnection => {
+                tenant.store_connections = store_connections(store, master_key, tenant.id).await?;
+            }
             RecordKind::PushSubscription => {
                 tenant.push_subscriptions = store
                     .push_subscriptions(tenant.id)
@@ -31,6 +42,55 @@ pub(crate) async fn load_records(
         }
     }
     Ok(())
+}
+
+/// The tenant's integrations with their credentials opened. Credentials are sealed per
+/// integration (`SecretScope::integration`) as the JSON document configure wrote; one that does not
+/// open is a store fault, not something a step could work around.
+async fn store_connections(
+    store: &Store,
+    master_key: &MasterKey,
+    tenant_id: uuid::Uuid,
+) -> StoreResult<Vec<StoreConnection>> {
+    let mut connections = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_integrations(tenant_id, after, CONNECTIONS_PAGE)
+            .await?;
+        let full = page.len() == CONNECTIONS_PAGE as usize;
+        after = page.last().map(|r| r.id);
+        for record in page {
+            let plain = master_key
+                .decrypt(
+                    &record.credentials,
+                    &SecretScope::integration(record.tenant_id, record.id),
+                )
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("integration {} credentials: {e}", record.id))
+                })?;
+            let credentials: Value = serde_json::from_str(&plain).map_err(|e| {
+                StoreError::Corrupt(format!("integration {} credentials: {e}", record.id))
+            })?;
+            let field = |name: &str| {
+                credentials
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            connections.push(StoreConnection {
+                guid: record.id,
+                active: record.is_active(),
+                store_url: record.store_url.clone(),
+                api_key: field("apiKey"),
+                api_secret: field("apiSecret"),
+                provider: record.provider,
+            });
+        }
+        if !full {
+            return Ok(connections);
+        }
+    }
 }
 
 /// A successful attempt's outcome as the step's finish, its effects sorted for the store. An
@@ -49,6 +109,15 @@ pub(crate) fn succeeded(action: &dyn DynAction, outcome: Outcome) -> StepFinish 
                     return StepFinish::Failed {
                         error: format!(
                             "action `{}` asked to forget a {} without declaring that it needs them",
+                            action.kind(),
+                            kind.describe()
+                        ),
+                    };
+                }
+                if !kind.forgettable() {
+                    return StepFinish::Failed {
+                        error: format!(
+                            "action `{}` asked to forget a {}, which only the merchant removes",
                             action.kind(),
                             kind.describe()
                         ),

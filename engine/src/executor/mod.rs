@@ -573,9 +573,15 @@ impl Executor {
             id: execution.tenant_id,
             name: tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
             notification_email: tenant.and_then(|t| t.notification_email),
-            push_subscriptions: Vec::new(),
+            ..TenantView::default()
         };
-        effects::load_records(&self.store, action.needs(), &mut tenant_view).await?;
+        effects::load_records(
+            &self.store,
+            &self.master_key,
+            action.needs(),
+            &mut tenant_view,
+        )
+        .await?;
         Ok(StepContext {
             step_id: step.step_id,
             execution_id: execution.id,

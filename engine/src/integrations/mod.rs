@@ -21,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Number, Value, json};
 use sha2::Sha256;
 use switchyard_actions::http::{
     CappedResponse, GuardedClient, OutboundRequest, SendError, StatusCode, Url,
@@ -30,7 +30,7 @@ use switchyard_schemas::EntityType;
 use switchyard_schemas::event::EventIn;
 use uuid::{Uuid, uuid};
 
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, WorkflowSpec};
 
 /// The namespace provider ids are derived under (UUID v5 of the provider's code). It must never
 /// change: clients hard-code provider ids, and deployments agree on them only through it.
@@ -99,6 +99,12 @@ pub trait Provider: Send + Sync {
         client: &GuardedClient,
         credentials: &Credentials,
     ) -> Result<(), VerifyError>;
+
+    /// Whether the store can take tracking numbers back (`settings.pushTracking` installs a
+    /// managed `push_tracking` workflow only for such providers).
+    fn takes_tracking(&self) -> bool {
+        false
+    }
 
     /// A delivery the provider sends unsigned and expects a 2xx for, carrying nothing to ingest
     /// (WooCommerce's activation ping).
@@ -312,7 +318,8 @@ impl FieldError {
     }
 }
 
-/// Per-integration switches (seed 001 `settings`); each defaults to on.
+/// Per-integration switches (seed 001 `settings`). Importing defaults to on; pushing tracking,
+/// which writes to the merchant's store, only when asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IntegrationSettings {
@@ -322,8 +329,8 @@ pub struct IntegrationSettings {
     /// Product topics are ingested; off: acknowledged and ignored.
     #[serde(default = "on")]
     pub sync_products: bool,
-    /// Stored for the tracking push-back to the store (not performed by this version).
-    #[serde(default = "on")]
+    /// Installs a managed workflow sending shipments' tracking back to the store (CONTRACT §8).
+    #[serde(default)]
     pub push_tracking: bool,
 }
 
@@ -336,7 +343,7 @@ impl Default for IntegrationSettings {
         Self {
             auto_import_orders: true,
             sync_products: true,
-            push_tracking: true,
+            push_tracking: false,
         }
     }
 }
@@ -375,8 +382,10 @@ pub const SETTINGS: &[SettingInfo] = &[
     },
     SettingInfo {
         name: "pushTracking",
-        default: true,
-        description: "stored for pushing tracking numbers back to the store (not performed yet)",
+        default: false,
+        description: "install a managed workflow that sends each shipped shipment's tracking \
+                      number, company and URL back to the store (Shopify fulfillment tracking, \
+                      WooCommerce order note); shipments name the store with `integrationGuid`",
     },
 ];
 
@@ -668,10 +677,39 @@ pub fn timestamp_value(value: Option<&Value>) -> Value {
     })
 }
 
+/// The trigger a managed tracking workflow runs on.
+pub const TRACKING_TRIGGER: &str = "shipment_shipped";
+
+/// The managed workflow `settings.pushTracking` installs for an integration (CONTRACT §8): on
+/// `shipment_shipped`, for shipments of this store (their data names it: `integrationGuid`, which
+/// the store's own deliveries carry and a carrier or ERP posting to `/api/events` sets) that have
+/// a tracking number, one `push_tracking` step sending it to the store. A workflow document like
+/// any tenant's, which the engine carries as data.
+pub fn tracking_workflow(
+    provider: &dyn Provider,
+    integration: Uuid,
+    store_url: Option<&str>,
+) -> Result<WorkflowSpec, serde_json::Error> {
+    let store = store_url
+        .and_then(|url| Url::parse(url).ok())
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_else(|| integration.to_string());
+    serde_json::from_value(json!({
+        "name": format!("Send tracking to {} ({store})", provider.name()),
+        "entityType": "Shipment",
+        "trigger": TRACKING_TRIGGER,
+        "actions": [{"type": "push_tracking", "integration": integration}],
+        "conditions": {"integrationGuid": integration},
+        "condition": r#"entity.trackingNumber != () && entity.trackingNumber != """#,
+    }))
+}
+
+/// The field of an inbound event's data naming the integration it came through.
+pub const INTEGRATION_FIELD: &str = "integrationGuid";
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn providers_are_found_by_code_and_stable_id() {

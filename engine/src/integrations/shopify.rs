@@ -110,6 +110,10 @@ impl Provider for Shopify {
         CODE
     }
 
+    fn takes_tracking(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "Shopify"
     }

@@ -94,6 +94,10 @@ impl Provider for WooCommerce {
         CODE
     }
 
+    fn takes_tracking(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "WooCommerce"
     }

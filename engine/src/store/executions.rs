@@ -2255,6 +2255,12 @@ async fn forget_tenant_record(
         RecordKind::PushSubscription => {
             "DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2"
         }
+        // Only the merchant removes an integration; `effects::succeeded` fails a step asking to.
+        RecordKind::StoreConnection => {
+            return Err(StoreError::Corrupt(
+                "a step asked to forget a store connection".to_owned(),
+            ));
+        }
     };
     sqlx::query(sql)
         .bind(tenant)

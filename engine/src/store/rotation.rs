@@ -267,6 +267,7 @@ mod tests {
                     spec,
                     is_active: Some(true),
                     is_managed: false,
+                    integration_id: None,
                 },
             )
             .await

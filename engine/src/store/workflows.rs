@@ -41,6 +41,8 @@ pub struct StoredWorkflow {
     pub tenant_id: Uuid,
     pub is_active: bool,
     pub is_managed: bool,
+    /// The integration that installed this workflow (managed workflows only).
+    pub integration_id: Option<Uuid>,
     pub version: i64,
     pub spec: WorkflowSpec,
     pub created_at: DateTime<Utc>,
@@ -55,6 +57,8 @@ pub struct WorkflowWrite {
     /// state it has when the update commits.
     pub is_active: Option<bool>,
     pub is_managed: bool,
+    /// The integration installing it, for a managed workflow; `None` for the API's own.
+    pub integration_id: Option<Uuid>,
 }
 
 /// Why an update or delete did not apply.
@@ -70,8 +74,8 @@ pub enum WorkflowChangeError {
     Store(#[from] StoreError),
 }
 
-const SELECT: &str = "SELECT w.id, w.tenant_id, w.is_active, w.is_managed, w.current_version, \
-     v.spec, w.created_at, w.updated_at \
+const SELECT: &str = "SELECT w.id, w.tenant_id, w.is_active, w.is_managed, w.integration_id, \
+     w.current_version, v.spec, w.created_at, w.updated_at \
      FROM workflows w JOIN workflow_versions v \
        ON v.workflow_id = w.id AND v.version = w.current_version";
 
@@ -83,6 +87,7 @@ fn decode(row: &AnyRow) -> StoreResult<StoredWorkflow> {
         tenant_id: row.uuid("tenant_id")?,
         is_active: row.flag("is_active")?,
         is_managed: row.flag("is_managed")?,
+        integration_id: row.opt_uuid("integration_id")?,
         version: row.get("current_version")?,
         spec: serde_json::from_str(&spec)
             .map_err(|e| StoreError::Corrupt(format!("workflow spec: {e}")))?,
@@ -118,8 +123,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO workflows (id, tenant_id, entity_type, trigger_code, name, is_active, \
-             is_managed, current_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+             is_managed, integration_id, current_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)",
         )
         .bind(id.to_string())
         .bind(tenant_id.to_string())
@@ -128,6 +133,7 @@ impl Store {
         .bind(&write.spec.name)
         .bind(i64::from(is_active))
         .bind(i64::from(write.is_managed))
+        .bind(write.integration_id.map(|id| id.to_string()))
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -139,6 +145,7 @@ impl Store {
             tenant_id,
             is_active,
             is_managed: write.is_managed,
+            integration_id: write.integration_id,
             version: 1,
             spec: write.spec.clone(),
             created_at: from_ms(now),
@@ -215,6 +222,7 @@ impl Store {
             tenant_id,
             is_active,
             is_managed: managed,
+            integration_id: current.integration_id,
             version: next,
             spec: write.spec.clone(),
             created_at: from_ms(created_at),
@@ -288,17 +296,32 @@ impl Store {
     /// therefore the ETag move: a client holding the old ETag gets a conflict, as after any other
     /// change. `expected_version` is the client's `If-Match`, when it sent one. Returns the
     /// workflow as it now is.
+    /// `set_to` switches it on or off whatever its state (nothing is written when it already
+    /// is); `None` flips it. A managed workflow is only switched with its integration
+    /// (`allow_managed`).
     pub async fn toggle_workflow(
         &self,
         tenant_id: Uuid,
         id: Uuid,
         expected_version: Option<i64>,
+        set_to: Option<bool>,
+        allow_managed: bool,
     ) -> Result<StoredWorkflow, WorkflowChangeError> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let current = current_row(&mut tx, tenant_id, id)
             .await?
             .ok_or(WorkflowChangeError::NotFound)?;
+        if current.is_managed && !allow_managed {
+            return Err(WorkflowChangeError::Managed);
+        }
+        if set_to == Some(current.is_active) {
+            drop(tx);
+            return self
+                .workflow(tenant_id, id)
+                .await?
+                .ok_or(WorkflowChangeError::NotFound);
+        }
         if let Some(expected) = expected_version
             && expected != current.version
         {
@@ -387,6 +410,25 @@ impl Store {
         Ok(())
     }
 
+    /// The live workflows an integration installed (at most one so far: push tracking).
+    pub async fn managed_workflows(
+        &self,
+        tenant_id: Uuid,
+        integration_id: Uuid,
+    ) -> StoreResult<Vec<StoredWorkflow>> {
+        let sql = format!(
+            "{SELECT} WHERE w.tenant_id = $1 AND w.integration_id = $2 AND w.deleted_at IS NULL \
+             ORDER BY w.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id.to_string())
+            .bind(integration_id.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(decode).collect()
+    }
+
     /// A specific version of a workflow (executions run on the version they started with).
     pub async fn workflow_version(
         &self,
@@ -417,6 +459,7 @@ struct CurrentRow {
     version: i64,
     is_active: bool,
     is_managed: bool,
+    integration_id: Option<Uuid>,
     created_at: i64,
 }
 
@@ -427,7 +470,7 @@ async fn current_row(
     id: Uuid,
 ) -> StoreResult<Option<CurrentRow>> {
     let row = sqlx::query(
-        "SELECT current_version, is_active, is_managed, created_at FROM workflows \
+        "SELECT current_version, is_active, is_managed, integration_id, created_at FROM workflows \
          WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
     )
     .bind(id.to_string())
@@ -441,6 +484,7 @@ async fn current_row(
             version: r.get::<i64>("current_version")?,
             is_active: r.flag("is_active")?,
             is_managed: r.flag("is_managed")?,
+            integration_id: r.opt_uuid("integration_id")?,
             created_at: r.get::<i64>("created_at")?,
         })
     })
