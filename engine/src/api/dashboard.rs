@@ -46,6 +46,8 @@ static ASSETS: &[Asset] = &[
     asset!("/assets/executions.js", JS, "executions.js"),
     asset!("/assets/events.js", JS, "events.js"),
     asset!("/assets/integrations.js", JS, "integrations.js"),
+    asset!("/assets/condition_editor.js", JS, "condition_editor.js"),
+    asset!("/assets/flow_control.js", JS, "flow_control.js"),
 ];
 
 pub fn router() -> Router<AppState> {
