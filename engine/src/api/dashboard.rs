@@ -48,6 +48,7 @@ static ASSETS: &[Asset] = &[
     asset!("/assets/integrations.js", JS, "integrations.js"),
     asset!("/assets/condition_editor.js", JS, "condition_editor.js"),
     asset!("/assets/flow_control.js", JS, "flow_control.js"),
+    asset!("/assets/bulk.js", JS, "bulk.js"),
 ];
 
 pub fn router() -> Router<AppState> {
