@@ -49,6 +49,7 @@ static ASSETS: &[Asset] = &[
     asset!("/assets/condition_editor.js", JS, "condition_editor.js"),
     asset!("/assets/flow_control.js", JS, "flow_control.js"),
     asset!("/assets/bulk.js", JS, "bulk.js"),
+    asset!("/assets/store_form.js", JS, "store_form.js"),
 ];
 
 pub fn router() -> Router<AppState> {
