@@ -2,7 +2,7 @@
 // `render(main, route)` function that may return a cleanup (to stop its refresh timer).
 
 import { apiKey, call, signIn, signOut, whenUnauthorized } from './api.js';
-import { field, h, heading, replace, setFieldError } from './dom.js';
+import { clearPinned, field, h, heading, replace, setFieldError, showPinned, withCode } from './dom.js';
 import { renderWorkflows } from './workflows.js';
 import { renderWorkflowForm } from './workflow_form.js';
 import { renderTestPanel } from './test_panel.js';
@@ -13,6 +13,7 @@ import { renderIntegrations } from './integrations.js';
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const signOutButton = document.getElementById('sign-out');
+showPinned(document.getElementById('pinned'));
 
 /** `#/a/b?x=1` → { parts: ['a', 'b'], params: URLSearchParams }. */
 function parseHash() {
@@ -95,8 +96,8 @@ function renderSignIn(message) {
   });
   const keyField = field({
     id: 'api-key', label: 'API key', control: input,
-    hint: 'The key `switchyard serve` printed on its first start, or one from `switchyard key create`. '
-      + 'It is kept in this tab only (session storage).',
+    hint: withCode('The key `switchyard serve` printed on its first start, or one from `switchyard key create`. '
+      + 'It is kept in this tab only (session storage).'),
   });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
   const form = h('form', { class: 'card signin', novalidate: true }, heading('Sign in'), keyField, button);
@@ -131,6 +132,7 @@ function renderSignIn(message) {
 whenUnauthorized(() => {
   if (!apiKey()) return;
   signOut();
+  clearPinned();
   if (typeof cleanup === 'function') cleanup();
   cleanup = null;
   renderSignIn('Your key was refused (revoked?). Sign in again.');
@@ -138,6 +140,7 @@ whenUnauthorized(() => {
 
 signOutButton.addEventListener('click', () => {
   signOut();
+  clearPinned();
   show();
 });
 

@@ -142,3 +142,72 @@ export function setFieldError(wrapper, message) {
 export function notice(text, kind = 'muted') {
   return h('p', { class: ['notice', `notice-${kind}`], role: kind === 'error' ? 'alert' : null }, text);
 }
+
+/** Text with `backticked` parts as <code>, for help written the way the docs write it. */
+export function withCode(text) {
+  return String(text).split(/`([^`]*)`/).map((part, i) => (i % 2 ? h('code', {}, part) : part)).filter((p) => p !== '');
+}
+
+/** "a" or "an" before a word, by its first sound as spelled ("an order", "a shipment"). */
+export function article(word) {
+  return /^[aeiou]/i.test(String(word)) ? 'an' : 'a';
+}
+
+/** Copies `input`'s value to the clipboard; without a clipboard (an insecure origin), selects it. */
+export async function copyFrom(input, what) {
+  try {
+    await navigator.clipboard.writeText(input.value);
+    toast(`Copied the ${what}.`);
+  } catch {
+    input.focus();
+    input.select();
+    toast(`Press Ctrl+C (⌘C) to copy the selected ${what}.`);
+  }
+}
+
+/** A read-only value with a Copy button beside it, that never overflows a narrow screen. */
+export function copyRow({ id, value, what, label = 'Copy' }) {
+  const input = h('input', { type: 'text', readonly: true, value, class: 'mono', id, spellcheck: 'false' });
+  // Its name says what it copies (several rows may share a page), without being a label for it.
+  const button = h('button', { type: 'button', onclick: () => copyFrom(input, what) },
+    label, h('span', { class: 'visually-hidden' }, ` the ${what}`));
+  return h('div', { class: 'copy-row' }, input, button);
+}
+
+/**
+ * Notices that stay on every page until the merchant dismisses them (a secret shown once must not
+ * vanish when they navigate before copying it). Kept in memory only, never in storage.
+ */
+const pinned = [];
+let pinnedListener = () => {};
+
+export function pin(notice) {
+  pinned.push({ id: `pinned-${pinned.length + 1}-${Date.now()}`, ...notice });
+  pinnedListener();
+}
+
+/** Draws the pinned notices into `container` now and whenever they change. */
+export function showPinned(container) {
+  const draw = () => replace(container, pinned.map((notice) => {
+    const dismiss = () => {
+      pinned.splice(pinned.indexOf(notice), 1);
+      draw();
+      document.getElementById('main')?.focus({ preventScroll: true });
+    };
+    return h('div', { class: 'callout pinned', role: 'status', dataset: { pinned: notice.id } },
+      h('p', { class: 'pinned-text' }, notice.text),
+      (notice.secrets ?? []).map((secret, i) => h('div', { class: 'field pinned-secret' },
+        h('label', { for: `${notice.id}-${i}` }, secret.label),
+        copyRow({ id: `${notice.id}-${i}`, value: secret.value, what: secret.what ?? 'secret' }))),
+      notice.secrets?.length ? h('p', { class: 'hint' }, 'Shown only this once: copy it now. It stays here until you dismiss it.') : null,
+      h('div', { class: 'form-buttons' }, h('button', { type: 'button', class: 'small', onclick: dismiss }, 'Dismiss')));
+  }));
+  pinnedListener = draw;
+  draw();
+}
+
+/** Forgets every pinned notice (on sign-out: secrets must not outlive the session on screen). */
+export function clearPinned() {
+  pinned.splice(0);
+  pinnedListener();
+}

@@ -23,7 +23,7 @@ function outcomeSummary(event) {
       h('a', { href: `#/executions/${m.executionId}` }, `execution ${shortId(m.executionId)}`)));
   }
   for (const n of outcome.notMatched ?? []) {
-    lines.push(h('li', {}, h('span', { class: 'bad' }, 'no match '), h('strong', {}, n.name), h('span', { class: 'muted' }, ` — ${whyNot(n)}`)));
+    lines.push(h('li', {}, h('span', { class: 'neutral' }, 'no match '), h('strong', {}, n.name), h('span', { class: 'muted' }, ` — ${whyNot(n)}`)));
   }
   for (const r of outcome.refused ?? []) {
     lines.push(h('li', {}, h('span', { class: 'bad' }, 'refused '), h('strong', {}, r.name), h('span', { class: 'muted' }, ` — ${r.reason}`)));
@@ -73,6 +73,10 @@ export async function renderEvent(main, route) {
     return;
   }
   const outcome = event.outcome ?? {};
+  // The cause by its own id, as the Events page names events.
+  const cause = event.causationId
+    ? (await get(`/api/events/${event.causationId}`).catch(() => null))?.data ?? null
+    : null;
   replace(main,
     h('p', { class: 'crumbs' }, h('a', { href: '#/events' }, 'Events')),
     heading(`Event ${event.eventId}`),
@@ -83,7 +87,9 @@ export async function renderEvent(main, route) {
         h('dt', {}, 'Occurred'), h('dd', {}, time(event.occurredAt)),
         h('dt', {}, 'Received'), h('dd', {}, time(event.receivedAt)),
         h('dt', {}, 'State'), h('dd', {}, event.state),
-        event.causationId ? [h('dt', {}, 'Caused by'), h('dd', {}, h('a', { href: `#/events/${event.causationId}` }, shortId(event.causationId)), ` (depth ${event.depth})`)] : null)),
+        event.causationId ? [h('dt', {}, 'Caused by'), h('dd', {}, cause
+          ? h('a', { href: `#/events/${encodeURIComponent(cause.eventId)}` }, cause.eventId)
+          : h('a', { href: `#/events/${event.causationId}` }, 'the causing event'), ` (depth ${event.depth})`)] : null)),
     h('section', { class: 'card' },
       h('h2', {}, 'Matched'),
       (outcome.matched ?? []).length

@@ -1,8 +1,10 @@
 // Executions: a filterable list and each execution's timeline (every step, every attempt), with
-// Resume and Cancel where the API allows them. Both refresh while anything is still in motion.
+// Resume and Cancel where the API allows them, and both in bulk over the filter. Both pages refresh
+// while anything is still in motion.
 
 import { ACTIVE_STATUSES, STATUSES, allWorkflows, get, post, query } from './api.js';
 import { badge, confirmDialog, duration, field, h, heading, json, notice, replace, shortId, time, toast } from './dom.js';
+import { bulkPanel } from './bulk.js';
 
 const REFRESH_MS = 1000;
 const IDLE_REFRESH_MS = 3000;
@@ -102,12 +104,22 @@ export async function renderExecutions(main, route) {
   statusSelect.value = params.get('status') ?? '';
   const live = h('p', { class: 'live muted', 'aria-live': 'off' });
   const body = h('div', { class: 'table-wrap' }, notice('Loading…'));
+  const filters = h('form', { class: 'toolbar filters', role: 'search', 'aria-label': 'Filter executions' },
+    field({ id: 'filter-workflow', label: 'Workflow', control: workflowSelect }),
+    field({ id: 'filter-status', label: 'Status', control: statusSelect }),
+    live);
+  filters.querySelector('[data-field="filter-workflow"]').dataset.api = 'workflowId';
+  filters.querySelector('[data-field="filter-status"]').dataset.api = 'status';
+  const bulk = bulkPanel({
+    filters,
+    filter: () => ({ workflowId: workflowSelect.value, status: statusSelect.value }),
+    describeWorkflow: () => (workflowSelect.value ? workflowSelect.selectedOptions[0]?.textContent : null),
+    after: () => update(),
+  });
   replace(main,
     heading('Executions'),
-    h('form', { class: 'toolbar filters', role: 'search', 'aria-label': 'Filter executions' },
-      field({ id: 'filter-workflow', label: 'Workflow', control: workflowSelect }),
-      field({ id: 'filter-status', label: 'Status', control: statusSelect }),
-      live),
+    filters,
+    bulk,
     body);
 
   let names = new Map();
@@ -223,8 +235,9 @@ export async function renderExecution(main, route) {
   const state = {};
   let workflow = null;
   let execution = null;
+  let event = null;
 
-  const draw = () => redraw(body, JSON.stringify(execution), state, () => {
+  const draw = () => redraw(body, JSON.stringify([execution, event?.eventId]), state, () => {
     const x = execution;
     replace(body,
       h('div', { class: 'card summary' },
@@ -237,7 +250,9 @@ export async function renderExecution(main, route) {
             workflow ? h('a', { href: `#/executions${query({ workflowId: x.workflowId })}` }, workflow.name) : shortId(x.workflowId),
             h('span', { class: 'muted' }, ` version ${x.workflowVersion}`)),
           h('dt', {}, 'Entity'), h('dd', {}, `${x.entityType} `, h('code', {}, x.entityId)),
-          h('dt', {}, 'Event'), h('dd', {}, h('a', { href: `#/events/${x.eventId}` }, shortId(x.eventId))),
+          h('dt', {}, 'Event'), h('dd', {}, event
+            ? h('a', { href: `#/events/${encodeURIComponent(event.eventId)}` }, event.eventId)
+            : h('a', { href: `#/events/${x.eventId}` }, 'the event')),
           h('dt', {}, 'Started'), h('dd', {}, time(x.createdAt)),
           h('dt', {}, 'Finished'), h('dd', {}, time(x.finishedAt)),
           h('dt', {}, 'Id'), h('dd', {}, h('code', {}, x.id)))),
@@ -260,6 +275,8 @@ export async function renderExecution(main, route) {
   try {
     execution = (await get(`/api/executions/${route.id}`)).data;
     workflow = (await get(`/api/workflows/configured/${execution.workflowId}`).catch(() => null))?.data ?? null;
+    // The event by its own id (the one the Events page shows), not the internal one.
+    event = (await get(`/api/events/${execution.eventId}`).catch(() => null))?.data ?? null;
     await update();
   } catch (error) {
     replace(body, notice(error.message, 'error'));

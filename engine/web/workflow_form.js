@@ -1,15 +1,19 @@
 // Create or edit a workflow. The API validates; its errors name the field they concern
-// (`details.field`), and the message is shown next to that field.
+// (`details.field`, or the body path of a parse error) and the message is shown next to that
+// field: every field wrapper carries the API path it edits in `data-api`. Managed workflows are
+// shown, not edited (the API refuses changes to them).
 
-import { ApiError, ENTITY_TYPES, get, post, triggers } from './api.js';
-import { field, h, heading, notice, replace, setFieldError } from './dom.js';
-import { flashOnList } from './workflows.js';
+import { ENTITY_TYPES, get, post, triggers } from './api.js';
+import { field, h, heading, notice, pin, replace, setFieldError } from './dom.js';
+import { conditionCheck, equalitiesEditor } from './condition_editor.js';
+import { FormError, flowControlEditor } from './flow_control.js';
+import { flashOnList, integrationsByGuid, managedBy } from './workflows.js';
 
 /** The parameters each built-in action type is edited with; anything else goes in JSON. */
 const ACTION_FIELDS = {
   webhook: [
     { name: 'url', label: 'URL', type: 'url', placeholder: 'https://erp.example.com/hooks/switchyard' },
-    { name: 'secret', label: 'Signing secret', placeholder: 'whsec_… (generated when empty)', hint: 'Generated when left empty and shown once after saving.' },
+    { name: 'secret', label: 'Signing secret', secret: true, placeholder: 'whsec_… (generated when empty)', hint: 'Generated when left empty and shown once after saving.' },
   ],
   send_email: [
     { name: 'recipient', label: 'Recipient', placeholder: 'customer, merchant or an address' },
@@ -27,30 +31,29 @@ const ACTION_FIELDS = {
 };
 const CUSTOM = 'custom';
 
-/** API field names (`details.field`) → the form's field wrappers. */
-const FIELD_FOR = {
-  name: 'wf-name',
-  entityType: 'wf-entity',
-  triggerId: 'wf-trigger',
-  trigger: 'wf-trigger',
-  conditions: 'wf-conditions',
-  condition: 'wf-condition',
-  schedule: 'wf-schedule',
-  action: 'wf-actions',
-  actions: 'wf-actions',
-  isActive: 'wf-active',
-};
-
 let uid = 0;
 
-/** A text input or textarea. */
+/** A stored secret as reads show it: `****` and its last 4 characters. */
+const isMasked = (value) => typeof value === 'string' && value.includes('****');
+
+/** A text input or textarea. A masked secret is not a value: the field stays empty ("unchanged"). */
 function input(spec, value) {
   const control = spec.multiline
     ? h('textarea', { rows: 3 })
     : h('input', { type: spec.type ?? 'text', autocomplete: 'off' });
   if (spec.placeholder) control.placeholder = spec.placeholder;
+  if (spec.secret && isMasked(value)) {
+    control.placeholder = 'unchanged';
+    return control;
+  }
   if (value !== undefined && value !== null) control.value = typeof value === 'string' ? value : JSON.stringify(value);
   return control;
+}
+
+/** The hint of a secret field: what leaving it empty does. */
+function secretHint(spec, value) {
+  if (!isMasked(value)) return spec.hint;
+  return `The current secret ends in ${value.replace(/^\*+/, '')}. Leave empty to keep it; type a new whsec_… to replace it.`;
 }
 
 /** One step of the workflow: its type, its parameters, and the rest as JSON. */
@@ -73,13 +76,13 @@ function stepEditor(action, list) {
   });
   const legend = h('legend', {});
   const error = h('p', { class: 'field-error', id: `${id}-error`, hidden: true });
+  const up = h('button', { type: 'button', class: 'small', onclick: () => list.move(editor, -1) }, 'Move up');
+  const down = h('button', { type: 'button', class: 'small', onclick: () => list.move(editor, 1) }, 'Move down');
+  const removeButton = h('button', { type: 'button', class: 'small danger', onclick: () => list.remove(editor) }, 'Remove step');
   const element = h('fieldset', { class: 'step', 'aria-describedby': `${id}-error` }, legend,
     h('div', { class: 'grid' }, field({ id: `${id}-type`, label: 'Action type', control: typeSelect }), customField),
     paramFields, extraField, error,
-    h('div', { class: 'step-buttons' },
-      h('button', { type: 'button', class: 'small', onclick: () => list.move(editor, -1) }, 'Move up'),
-      h('button', { type: 'button', class: 'small', onclick: () => list.move(editor, 1) }, 'Move down'),
-      h('button', { type: 'button', class: 'small danger', onclick: () => list.remove(editor) }, 'Remove step')));
+    h('div', { class: 'step-buttons' }, up, down, removeButton));
 
   let inputs = {};
   const drawParams = () => {
@@ -90,21 +93,32 @@ function stepEditor(action, list) {
     replace(paramFields, specs.map((spec) => {
       const control = input(spec, params[spec.name]);
       inputs[spec.name] = control;
-      return field({ id: `${id}-${spec.name}`, label: spec.label, control, hint: spec.hint, wide: spec.multiline });
+      return field({ id: `${id}-${spec.name}`, label: spec.label, control, hint: spec.secret ? secretHint(spec, params[spec.name]) : spec.hint, wide: spec.multiline });
     }));
     const extra = Object.fromEntries(Object.entries(params).filter(([k]) => !(k in inputs)));
     extraArea.value = Object.keys(extra).length ? JSON.stringify(extra) : '';
   };
   typeSelect.addEventListener('change', () => {
-    // Keep what was typed for parameters both types share.
-    for (const [name, control] of Object.entries(inputs)) params[name] = control.value;
+    // Keep what was typed for parameters both types share (a masked secret left empty stays masked).
+    for (const [name, control] of Object.entries(inputs)) {
+      if (control.value !== '' || !isMasked(params[name])) params[name] = control.value;
+    }
     drawParams();
   });
   drawParams();
 
   const editor = {
     element,
-    setNumber(n) { legend.textContent = `Step ${n}`; },
+    /** Its place among `count` steps: the buttons that cannot apply are disabled. */
+    setPlace(n, count) {
+      legend.textContent = `Step ${n}`;
+      up.disabled = n === 1;
+      down.disabled = n === count;
+      removeButton.disabled = count === 1;
+      up.setAttribute('aria-label', `Move step ${n} up`);
+      down.setAttribute('aria-label', `Move step ${n} down`);
+      removeButton.setAttribute('aria-label', `Remove step ${n}`);
+    },
     setError(message) {
       error.textContent = message ?? '';
       error.hidden = !message;
@@ -164,14 +178,43 @@ function stepList(actions) {
       editors.splice(from, 1);
       editors.splice(to, 0, editor);
       replace(items, editors.map((e) => e.element));
+      // Focus stays on the button pressed, or on its twin when that one no longer applies.
+      const pressed = editor.element.querySelectorAll('.step-buttons button')[by < 0 ? 0 : 1];
       renumber();
-      editor.element.querySelector('select')?.focus();
+      (pressed.disabled ? editor.element.querySelectorAll('.step-buttons button')[by < 0 ? 1 : 0] : pressed).focus();
     },
   };
-  const renumber = () => editors.forEach((e, i) => e.setNumber(i + 1));
+  const renumber = () => editors.forEach((e, i) => e.setPlace(i + 1, editors.length));
   for (const action of actions) list.add(action);
   list.element = items;
   return list;
+}
+
+/** A managed workflow, shown: it changes only with the integration that installed it. */
+async function renderManaged(main, workflow) {
+  const integrations = await integrationsByGuid();
+  replace(main,
+    h('p', { class: 'crumbs' }, h('a', { href: `#/workflows/${workflow.entityType}?managed=true` }, `${workflow.entityType} workflows`)),
+    heading(`“${workflow.name}”`, h('span', { class: 'tag tag-managed' }, 'managed')),
+    h('div', { class: 'card' },
+      managedBy(workflow, integrations),
+      h('p', {}, 'An integration installed this workflow. It cannot be edited, switched or deleted here: it changes with its integration (disabling the integration switches it off, removing it deletes it).'),
+      h('div', { class: 'form-buttons' },
+        h('a', { class: 'button', href: `#/workflow/${workflow.guid}/test` }, 'Test…'),
+        h('a', { class: 'button', href: `#/workflows/${workflow.entityType}?managed=true` }, 'Back'))));
+}
+
+/** The field wrapper for an API body path: `cancelOn[0].key`, else `cancelOn[0]`, else `cancelOn`. */
+function wrapperFor(form, path) {
+  let rest = path;
+  while (rest) {
+    const wrapper = form.querySelector(`[data-api="${CSS.escape(rest)}"]`);
+    if (wrapper && !wrapper.closest('[hidden]')) return wrapper;
+    const shorter = rest.replace(/(\.[^.[\]]+|\[\d+\])$/, '');
+    if (shorter === rest) break;
+    rest = shorter;
+  }
+  return null;
 }
 
 export async function renderWorkflowForm(main, route) {
@@ -186,6 +229,10 @@ export async function renderWorkflowForm(main, route) {
       replace(main, heading('Edit workflow'), notice(error.message, 'error'));
       return;
     }
+    if (workflow.isManaged) {
+      await renderManaged(main, workflow);
+      return;
+    }
   }
   const entity = workflow?.entityType
     ?? ENTITY_TYPES.find((e) => e.toLowerCase() === String(route.entity).toLowerCase()) ?? 'Order';
@@ -194,8 +241,6 @@ export async function renderWorkflowForm(main, route) {
   const entitySelect = h('select', { disabled: Boolean(workflow) }, ENTITY_TYPES.map((e) => h('option', { value: e }, e)));
   entitySelect.value = entity;
   const triggerSelect = h('select', {});
-  const conditions = h('textarea', { rows: 3, class: 'mono', spellcheck: 'false', placeholder: '{"status": "paid", "customer.country": "DE"}' });
-  if (workflow && Object.keys(workflow.conditions ?? {}).length) conditions.value = JSON.stringify(workflow.conditions, null, 2);
   const condition = h('textarea', { rows: 3, class: 'mono', spellcheck: 'false', placeholder: 'entity.total > 100 && event.previous.status != "paid"' });
   condition.value = workflow?.condition ?? '';
   const cron = h('input', { type: 'text', class: 'mono', autocomplete: 'off', placeholder: '0 0 9 * * *', value: workflow?.schedule?.cron ?? '' });
@@ -208,25 +253,29 @@ export async function renderWorkflowForm(main, route) {
   const nameField = field({ id: 'wf-name', label: 'Name', control: name });
   const entityField = field({ id: 'wf-entity', label: 'Entity type', control: entitySelect });
   const triggerField = field({ id: 'wf-trigger', label: 'Trigger', control: triggerSelect });
-  const conditionsField = field({
-    id: 'wf-conditions', label: 'Conditions (equalities)', control: conditions, wide: true,
-    hint: 'A JSON object: every key is a dot path into the entity that must equal its value. Leave empty for none.',
-  });
   const conditionField = field({
     id: 'wf-condition', label: 'Condition (Rhai expression)', control: condition, wide: true,
-    hint: 'Optional. Must return true or false; entity, event (trigger, occurredAt, previous) and tenant are in scope.',
+    hint: 'Optional. Must return true or false; entity, event (trigger, occurredAt, previous) and tenant are in scope. Checked as you type.',
   });
+  nameField.dataset.api = 'name';
+  entityField.dataset.api = 'entityType';
+  triggerField.dataset.api = 'triggerId';
+  conditionField.dataset.api = 'condition';
   const scheduleError = h('p', { class: 'field-error', id: 'wf-schedule-error', hidden: true });
-  const scheduleGroup = h('fieldset', { class: 'group', dataset: { field: 'wf-schedule' }, 'aria-describedby': 'wf-schedule-error' },
+  const scheduleGroup = h('fieldset', { class: 'group', dataset: { field: 'wf-schedule', api: 'schedule' }, 'aria-describedby': 'wf-schedule-error' },
     h('legend', {}, 'Schedule'),
     h('div', { class: 'grid' },
       field({ id: 'wf-cron', label: 'Cron (with seconds)', control: cron, hint: 'sec min hour day month weekday' }),
       field({ id: 'wf-timezone', label: 'Time zone', control: timezone, hint: 'IANA name, e.g. Europe/Berlin' })),
     scheduleError);
 
+  let check = null;
+  const equalities = equalitiesEditor(workflow?.conditions, () => check?.schedule());
+  const flow = flowControlEditor(workflow);
+
   const steps = stepList(workflow?.actions?.length ? workflow.actions : [{ type: 'webhook' }]);
   const actionsError = h('p', { class: 'field-error', id: 'wf-actions-error', hidden: true });
-  const actionsGroup = h('fieldset', { class: 'group', dataset: { field: 'wf-actions' }, 'aria-describedby': 'wf-actions-error' },
+  const actionsGroup = h('fieldset', { class: 'group', dataset: { field: 'wf-actions', api: 'actions' }, 'aria-describedby': 'wf-actions-error' },
     h('legend', {}, 'Actions, run in order'),
     steps.element,
     actionsError,
@@ -234,13 +283,30 @@ export async function renderWorkflowForm(main, route) {
 
   const formError = h('div', { class: 'form-error', role: 'alert', tabindex: '-1', hidden: true });
   const save = h('button', { type: 'submit', class: 'primary' }, workflow ? 'Save changes' : 'Create workflow');
+
+  let catalog = [];
+  const scheduled = () => Boolean(catalog.find((t) => t.code === triggerSelect.value)?.scheduled);
+  check = conditionCheck({
+    conditionField,
+    form: () => ({
+      entityType: entitySelect.value,
+      trigger: triggerSelect.value,
+      scheduled: scheduled(),
+      condition: condition.value.trim(),
+      conditions: () => equalities.read(),
+    }),
+  });
+  condition.addEventListener('input', () => check.schedule());
+
   const form = h('form', { class: 'card form', novalidate: true },
     formError,
     h('div', { class: 'grid' }, nameField, entityField, triggerField),
     scheduleGroup,
-    conditionsField,
+    equalities.element,
     conditionField,
+    check.element,
     actionsGroup,
+    flow.element,
     h('div', { class: 'check' }, active, h('label', { for: 'wf-active-box' }, 'Active (matches events as soon as it is saved)')),
     h('div', { class: 'form-buttons' }, save,
       h('a', { class: 'button', href: `#/workflows/${entity}` }, 'Cancel'),
@@ -252,7 +318,6 @@ export async function renderWorkflowForm(main, route) {
       workflow ? h('span', { class: 'muted version' }, ` v${workflow.version}`) : null),
     form);
 
-  let catalog = [];
   const drawTriggers = async (selected) => {
     try {
       catalog = await triggers(entitySelect.value);
@@ -265,8 +330,8 @@ export async function renderWorkflowForm(main, route) {
     syncSchedule();
   };
   const syncSchedule = () => {
-    const trigger = catalog.find((t) => t.code === triggerSelect.value);
-    scheduleGroup.hidden = !trigger?.scheduled;
+    scheduleGroup.hidden = !scheduled();
+    check.triggerChanged();
   };
   triggerSelect.addEventListener('change', syncSchedule);
   entitySelect.addEventListener('change', () => drawTriggers());
@@ -292,17 +357,13 @@ export async function renderWorkflowForm(main, route) {
   };
   /** Shows an error next to the field it concerns; falls back to the top of the form. */
   const showApiError = (error) => {
-    let apiField = error.details?.field;
-    if (!apiField) {
-      // Bodies that do not parse say where: "invalid body: conditions: invalid type …".
-      apiField = /^invalid body: ([A-Za-z]+)/.exec(error.message)?.[1];
-    }
-    const wrapper = apiField && form.querySelector(`[data-field="${FIELD_FOR[apiField]}"]`);
+    const apiField = error.field;
+    const wrapper = apiField && wrapperFor(form, apiField);
     const step = error.details?.step;
     if (wrapper && (apiField === 'action' || apiField === 'actions') && Number.isInteger(step) && steps.editors[step]) {
       steps.editors[step].setError(error.message);
       steps.editors[step].element.querySelector('input, select')?.focus();
-    } else if (wrapper && !wrapper.hidden) {
+    } else if (wrapper) {
       showError(wrapper, error.message);
       wrapper.querySelector('input, select, textarea')?.focus();
     } else {
@@ -322,16 +383,11 @@ export async function renderWorkflowForm(main, route) {
       isActive: active.checked,
     };
     if (workflow) body.guid = workflow.guid;
-    const text = conditions.value.trim();
-    if (text) {
-      try {
-        body.conditions = JSON.parse(text);
-      } catch (err) {
-        showApiError(new ApiError(400, 'VALIDATION_ERROR', `Not valid JSON: ${err.message}`, { field: 'conditions' }));
-        return;
-      }
-    } else {
-      body.conditions = {};
+    try {
+      body.conditions = equalities.read();
+    } catch (err) {
+      showApiError(new FormError('conditions', err.message));
+      return;
     }
     body.condition = condition.value.trim() || null;
     if (!scheduleGroup.hidden) body.schedule = { cron: cron.value.trim(), timezone: timezone.value.trim() };
@@ -345,17 +401,24 @@ export async function renderWorkflowForm(main, route) {
         return;
       }
     }
+    try {
+      Object.assign(body, flow.read());
+    } catch (err) {
+      showApiError(err);
+      return;
+    }
     save.disabled = true;
     try {
       const answer = await post('/api/workflows/configure', body, { headers: etag ? { 'If-Match': etag } : {} });
       const saved = answer.data;
       const secrets = saved.actions
-        .map((a, i) => (typeof a.secret === 'string' && !a.secret.includes('****') ? `step ${i + 1}: ${a.secret}` : null))
+        .map((a, i) => (typeof a.secret === 'string' && !isMasked(a.secret)
+          ? { label: `Webhook signing secret, step ${i + 1}`, value: a.secret, what: 'webhook signing secret' } : null))
         .filter(Boolean);
-      flashOnList([
-        `Saved “${saved.name}” (v${saved.version}).`,
-        secrets.length ? ` Webhook signing secret, shown only this once — ${secrets.join('; ')}` : '',
-      ].join(''));
+      if (secrets.length) {
+        pin({ text: `“${saved.name}” signs its webhooks with this secret. Give it to the receiver to check the signatures.`, secrets });
+      }
+      flashOnList(`Saved “${saved.name}” (v${saved.version}).`);
       location.hash = `#/workflows/${saved.entityType}`;
     } catch (error) {
       if (error.status === 409) {
@@ -368,4 +431,5 @@ export async function renderWorkflowForm(main, route) {
       save.disabled = false;
     }
   });
+  return () => check.stop();
 }

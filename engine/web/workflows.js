@@ -1,8 +1,9 @@
 // Workflows of one entity type: trigger, conditions, actions, the on/off switch, version; links to
-// edit and test; delete with confirmation.
+// edit and test; delete with confirmation. Managed workflows (installed by an integration) are shown
+// read-only, with the integration they belong to: the API refuses to change them (409).
 
 import { ApiError, ENTITY_TYPES, del, get, post, query } from './api.js';
-import { confirmDialog, h, heading, notice, replace, toast } from './dom.js';
+import { article, badge, confirmDialog, h, heading, notice, replace, toast } from './dom.js';
 
 /** A message the form leaves for the list (a secret shown once, say). */
 let flash = null;
@@ -43,6 +44,11 @@ export function activeSwitch(workflow, onChange) {
     dataset: { guid: workflow.guid },
   }, h('span', { class: 'switch-track', 'aria-hidden': 'true' }), h('span', { class: 'switch-text' }, workflow.isActive ? 'On' : 'Off'));
   button.addEventListener('click', async () => {
+    // Switching off pauses what is running: ask first. Switching on only resumes.
+    if (workflow.isActive && !(await confirmDialog(
+      `Switch off “${workflow.name}”? Its running executions pause at their next step, and new events do not match it until it is switched on again.`,
+      'Switch off',
+    ))) return;
     button.disabled = true;
     try {
       const answer = await post(`/api/workflows/configured/${workflow.guid}/toggle`);
@@ -61,6 +67,32 @@ export function activeSwitch(workflow, onChange) {
     }
   });
   return button;
+}
+
+/** A managed workflow's on/off state, as words: it cannot be switched from here. */
+function managedState(workflow) {
+  return h('span', { class: 'managed-state' }, workflow.isActive ? 'On' : 'Off');
+}
+
+/** "managed by Shopify · https://shop…" for a managed workflow, linking to its integration. */
+export function managedBy(workflow, integrations) {
+  const integration = integrations.get(workflow.integrationGuid);
+  const what = integration
+    ? `${integration.provider}${integration.storeUrl ? ` · ${integration.storeUrl}` : ''}`
+    : workflow.integrationGuid ? 'an integration' : 'an integration (unknown)';
+  return h('p', { class: 'managed-by muted' }, 'Managed by ',
+    workflow.integrationGuid ? h('a', { href: `#/integrations?guid=${encodeURIComponent(workflow.integrationGuid)}` }, what) : what,
+    integration && integration.status !== 'active' ? [' ', badge(integration.status)] : null);
+}
+
+/** The tenant's integrations by guid, for naming the owner of managed workflows (empty if none). */
+export async function integrationsByGuid() {
+  try {
+    const list = (await get('/api/integrations?limit=200')).data;
+    return new Map(list.map((i) => [i.guid, i]));
+  } catch {
+    return new Map();
+  }
 }
 
 export async function renderWorkflows(main, route) {
@@ -93,8 +125,10 @@ export async function renderWorkflows(main, route) {
 
   let items = [];
   let cursor = null;
+  let integrations = new Map();
   const load = async () => {
     const page = await get(`/api/workflows/${entity}/configured${query({ managed: showManaged ? 'true' : null, cursor })}`);
+    if (page.data.some((w) => w.isManaged) && !integrations.size) integrations = await integrationsByGuid();
     items = items.concat(page.data);
     cursor = page.cursor;
     draw();
@@ -103,19 +137,20 @@ export async function renderWorkflows(main, route) {
     if (!items.length) {
       replace(body, h('div', { class: 'empty' },
         h('p', {}, `No ${entity.toLowerCase()} workflows yet.`),
-        h('a', { class: 'button', href: `#/workflows/${entity}/new` }, `Create a ${entity.toLowerCase()} workflow`)));
+        h('a', { class: 'button', href: `#/workflows/${entity}/new` }, `Create ${article(entity)} ${entity.toLowerCase()} workflow`)));
       return;
     }
     const rows = items.map((w) => {
       const versionCell = h('td', { 'data-label': 'Version' }, `v${w.version}`);
-      return h('tr', { dataset: { guid: w.guid } },
+      return h('tr', { dataset: { guid: w.guid }, class: w.isManaged ? 'managed' : null },
         h('td', { 'data-label': 'Name' }, h('span', { class: 'name' }, w.name),
-          w.isManaged ? h('span', { class: 'tag' }, 'managed') : null),
+          w.isManaged ? [h('span', { class: 'tag tag-managed' }, 'managed'), managedBy(w, integrations)] : null),
         h('td', { 'data-label': 'Trigger' }, h('code', {}, w.trigger)),
         h('td', { 'data-label': 'Conditions' }, conditionSummary(w)),
         h('td', { 'data-label': 'Actions' }, h('ol', { class: 'plain steps' }, w.actions.map((a) => h('li', {}, actionSummary(a))))),
         versionCell,
-        h('td', { 'data-label': 'Active' }, activeSwitch(w, () => { versionCell.textContent = `v${w.version}`; })),
+        h('td', { 'data-label': 'Active' }, w.isManaged ? managedState(w)
+          : activeSwitch(w, () => { versionCell.textContent = `v${w.version}`; })),
         h('td', { class: 'ops' }, h('div', { class: 'row-actions' },
           h('a', { class: 'button small', href: `#/workflow/${w.guid}/test`, 'aria-label': `Test ${w.name}` }, 'Test'),
           h('a', { class: 'button small', href: `#/executions?workflowId=${w.guid}`, 'aria-label': `Executions of ${w.name}` }, 'Runs'),

@@ -110,7 +110,9 @@ test('creates a workflow with a webhook to the receiver', async () => {
   await page.getByRole('heading', { name: 'New order workflow' }).waitFor();
   await page.getByLabel('Name', { exact: true }).fill(WORKFLOW);
   await page.getByLabel('Trigger').selectOption('order_paid');
-  await page.getByLabel('Conditions (equalities)').fill('{"status": "paid"}');
+  await page.getByRole('button', { name: 'Add equality' }).click();
+  await page.getByLabel('Path').fill('status');
+  await page.getByLabel('Value').fill('paid');
   await page.getByLabel('Action type', { exact: true }).selectOption('webhook');
   await page.getByLabel('URL').fill(receiver.url);
   await shot('workflow-form');
@@ -140,7 +142,7 @@ test('shows a Rhai compile error next to the condition field', async () => {
   await page.getByRole('button', { name: 'Create workflow' }).click();
   const error = page.locator('#wf-condition-error');
   await error.waitFor();
-  assert.match(await error.textContent(), /condition does not compile/);
+  assert.match(await error.textContent(), /condition does not compile/i);
   assert.equal(await page.getByLabel('Condition (Rhai expression)').getAttribute('aria-invalid'), 'true');
   // Only the condition is flagged, and nothing was saved.
   assert.equal(await page.locator('#wf-name-error').isVisible(), false);
@@ -196,6 +198,8 @@ test('toggles a workflow off and on', async () => {
   const toggle = page.getByRole('switch', { name: `Active: ${WORKFLOW}` });
   assert.equal(await toggle.getAttribute('aria-checked'), 'true');
   await toggle.click();
+  // Switching off pauses running executions: the dashboard asks first.
+  await page.locator('#confirm-yes', { hasText: 'Switch off' }).click();
   await page.locator(`[role="switch"][aria-label="Active: ${WORKFLOW}"][aria-checked="false"]`).waitFor();
   assert.equal((await workflowNamed(WORKFLOW)).isActive, false);
   // The keyboard works too: Space on the focused switch.

@@ -161,3 +161,28 @@ export async function launchBrowser() {
     ],
   });
 }
+
+/** A page signed in to `server`'s dashboard, that records script errors into `errors`. */
+export async function signedInPage(browser, server, { errors = [], viewport = { width: 1280, height: 800 }, permissions = [] } = {}) {
+  const context = await browser.newContext({ viewport });
+  if (permissions.length) await context.grantPermissions(permissions, { origin: server.base });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/the server responded with a status of 4\d\d/.test(m.text())) {
+      errors.push(`console: ${m.text()}`);
+    }
+  });
+  await page.goto(`${server.base}/`);
+  await page.getByLabel('API key').fill(server.key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Order workflows' }).waitFor();
+  return page;
+}
+
+/** Opens `hash` of the dashboard and waits for its heading. */
+export async function go(page, server, hash) {
+  await page.goto(`${server.base}/${hash}`);
+  await page.locator('main h1').first().waitFor();
+}

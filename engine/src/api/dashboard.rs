@@ -46,6 +46,10 @@ static ASSETS: &[Asset] = &[
     asset!("/assets/executions.js", JS, "executions.js"),
     asset!("/assets/events.js", JS, "events.js"),
     asset!("/assets/integrations.js", JS, "integrations.js"),
+    asset!("/assets/condition_editor.js", JS, "condition_editor.js"),
+    asset!("/assets/flow_control.js", JS, "flow_control.js"),
+    asset!("/assets/bulk.js", JS, "bulk.js"),
+    asset!("/assets/store_form.js", JS, "store_form.js"),
 ];
 
 pub fn router() -> Router<AppState> {
