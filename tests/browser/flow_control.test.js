@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  apiClient, eventually, go, launchBrowser, signedInPage, startReceiver, startServer,
+  apiClient, eventually, go, launchBrowser, signedInPage, startReceiver, startServer, startShop,
 } from './harness.js';
 
 let server;
@@ -202,53 +202,49 @@ test('bulk resume and bulk cancel ask first and show the count', async () => {
 });
 
 test('managed workflows are read-only, with a badge and the integration they belong to', async () => {
-  const integration = await api('POST', '/api/integrations/provider/configure', { providerId: 'custom' });
-  assert.equal(integration.status, 201, JSON.stringify(integration));
-  const base = (await api('POST', '/api/workflows/configure', {
-    name: 'Push tracking to the store', entityType: 'Shipment', triggerId: 'shipment_shipped',
-    action: { type: 'webhook', url: receiver.url },
-  })).data;
-  // Until the server installs managed workflows itself (push tracking), its answer is amended
-  // here: the same record, marked managed and owned by the integration, as the API will send it.
-  const managed = { ...base, isManaged: true, integrationGuid: integration.data.guid };
-  let real = false;
-  await page.route((url) => url.pathname === '/api/workflows/Shipment/configured', async (route) => {
-    const response = await route.fetch();
-    const body = await response.json();
-    real = body.data.some((w) => w.isManaged && 'integrationGuid' in w);
-    if (!real) body.data = body.data.map((w) => (w.guid === base.guid ? managed : w));
-    await route.fulfill({ response, json: body });
-  });
-  await page.route((url) => url.pathname === `/api/workflows/configured/${base.guid}`, async (route) => {
-    const response = await route.fetch();
-    const body = await response.json();
-    body.data = { ...body.data, isManaged: true, integrationGuid: integration.data.guid };
-    await route.fulfill({ response, json: body });
-  });
+  // A store connected with pushTracking installs the managed workflow (CONTRACT §8).
+  const shop = await startShop('shpat_managed_token_0001');
+  try {
+    const integration = await api('POST', '/api/integrations/provider/configure', {
+      providerId: 'shopify',
+      credentials: { apiKey: 'shpat_managed_token_0001', apiSecret: 'shpss_managed_secret_0001', storeUrl: shop.url },
+      settings: { pushTracking: true },
+    });
+    assert.equal(integration.status, 201, JSON.stringify(integration));
+    const guid = integration.data.guid;
+    const listed = (await api('GET', '/api/workflows/Shipment/configured?managed=true')).data;
+    const managed = listed.find((w) => w.isManaged && w.integrationGuid === guid);
+    assert.ok(managed, JSON.stringify(listed));
 
-  await go(page, server, '#/workflows/Shipment?managed=true');
-  const row = page.locator(`tr[data-guid="${base.guid}"]`);
-  await row.waitFor();
-  await row.locator('.tag', { hasText: 'managed' }).waitFor();
-  const owner = row.locator('.managed-by');
-  assert.match(await owner.textContent(), /Managed by custom/);
-  assert.equal(await owner.locator('a').getAttribute('href'), `#/integrations?guid=${integration.data.guid}`);
-  assert.equal(await row.getByRole('switch').count(), 0);
-  assert.equal(await row.getByRole('link', { name: /^Edit/ }).count(), 0);
-  assert.equal(await row.getByRole('button', { name: /^Delete/ }).count(), 0);
-  assert.match(await row.locator('.managed-state').textContent(), /On/);
-  await row.getByRole('link', { name: /^Test/ }).waitFor();
+    await go(page, server, '#/workflows/Shipment?managed=true');
+    const row = page.locator(`tr[data-guid="${managed.guid}"]`);
+    await row.waitFor();
+    await row.locator('.tag', { hasText: 'managed' }).waitFor();
+    const owner = row.locator('.managed-by');
+    assert.match(await owner.textContent(), /Managed by shopify/);
+    assert.equal(await owner.locator('a').getAttribute('href'), `#/integrations?guid=${guid}`);
+    assert.equal(await row.getByRole('switch').count(), 0);
+    assert.equal(await row.getByRole('link', { name: /^Edit/ }).count(), 0);
+    assert.equal(await row.getByRole('button', { name: /^Delete/ }).count(), 0);
+    assert.match(await row.locator('.managed-state').textContent(), /On/);
+    await row.getByRole('link', { name: /^Test/ }).waitFor();
 
-  // Its edit address shows it without a form.
-  await go(page, server, `#/workflow/${base.guid}/edit`);
-  await page.getByText('cannot be edited, switched or deleted here').waitFor();
-  assert.equal(await page.locator('main form').count(), 0);
+    // Its edit address shows it without a form.
+    await go(page, server, `#/workflow/${managed.guid}/edit`);
+    await page.getByText('cannot be edited, switched or deleted here').waitFor();
+    assert.equal(await page.locator('main form').count(), 0);
 
-  await go(page, server, '#/workflows/Shipment?managed=true');
-  await row.locator('.managed-by a').click();
-  await page.locator(`article.highlight[data-guid="${integration.data.guid}"]`).waitFor();
-  await page.unrouteAll({ behavior: 'wait' });
-  console.log(real ? 'managed workflows: the server sent integrationGuid itself'
-    : 'managed workflows: the API answer was amended with page.route (the server does not send integrationGuid yet)');
-  assert.deepEqual(errors, []);
+    // Disabling the integration switches it off, as the list then shows.
+    const disabled = await api('GET', `/api/integrations/provider/disable/${guid}`);
+    assert.equal(disabled.status, 200, JSON.stringify(disabled));
+    await go(page, server, '#/workflows/Shipment?managed=true');
+    await row.waitFor();
+    assert.match(await row.locator('.managed-state').textContent(), /Off/);
+
+    await row.locator('.managed-by a').click();
+    await page.locator(`article.highlight[data-guid="${guid}"]`).waitFor();
+    assert.deepEqual(errors, []);
+  } finally {
+    await shop.close();
+  }
 });

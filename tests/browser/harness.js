@@ -186,3 +186,37 @@ export async function go(page, server, hash) {
   await page.goto(`${server.base}/${hash}`);
   await page.locator('main h1').first().waitFor();
 }
+
+/**
+ * A fake Shopify store on loopback (the server runs with --allow-private-targets): the credential
+ * check answers the shop for `token` and 401 otherwise, and fulfillment tracking updates are
+ * answered 200. Every request is recorded in `calls`.
+ */
+export async function startShop(token) {
+  const calls = [];
+  const store = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => { body += chunk; });
+    request.on('end', () => {
+      const authorized = request.headers['x-shopify-access-token'] === token;
+      calls.push({ method: request.method, url: request.url, token: request.headers['x-shopify-access-token'], body });
+      const answer = (status, json) => {
+        response.writeHead(status, { 'Content-Type': 'application/json' });
+        response.end(JSON.stringify(json));
+      };
+      if (!authorized) return answer(401, { errors: '[API] Invalid API key or access token (unrecognized login or wrong password)' });
+      if (request.method === 'GET' && request.url === '/admin/api/2024-10/shop.json') {
+        return answer(200, { shop: { id: 548380009, name: 'Larkspur Goods', myshopify_domain: 'larkspur.myshopify.com' } });
+      }
+      const tracking = /^\/admin\/api\/2024-10\/fulfillments\/(\d+)\/update_tracking\.json$/.exec(request.url);
+      if (request.method === 'POST' && tracking) return answer(200, { fulfillment: { id: Number(tracking[1]) } });
+      return answer(404, { errors: 'Not Found' });
+    });
+  });
+  await new Promise((resolve) => store.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${store.address().port}`,
+    calls,
+    close: () => new Promise((resolve) => store.close(resolve)),
+  };
+}

@@ -5,8 +5,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { apiClient, go, launchBrowser, signedInPage, startServer } from './harness.js';
+import { apiClient, go, launchBrowser, signedInPage, startServer, startShop } from './harness.js';
 
 const GOOD_TOKEN = 'shpat_good_token_1234';
 
@@ -17,36 +16,14 @@ let browser;
 let page;
 let api;
 const errors = [];
-const checks = [];
-
-/** A store that answers Shopify's credential check: the shop for the right token, 401 otherwise. */
-async function startShop() {
-  const store = http.createServer((request, response) => {
-    checks.push({ url: request.url, token: request.headers['x-shopify-access-token'] });
-    if (request.method === 'GET' && request.url === '/admin/api/2024-10/shop.json') {
-      if (request.headers['x-shopify-access-token'] === GOOD_TOKEN) {
-        response.writeHead(200, { 'Content-Type': 'application/json' });
-        response.end(JSON.stringify({ shop: { id: 548380009, name: 'Larkspur Goods', myshopify_domain: 'larkspur.myshopify.com' } }));
-      } else {
-        response.writeHead(401, { 'Content-Type': 'application/json' });
-        response.end(JSON.stringify({ errors: '[API] Invalid API key or access token (unrecognized login or wrong password)' }));
-      }
-      return;
-    }
-    response.writeHead(404);
-    response.end();
-  });
-  await new Promise((resolve) => store.listen(0, '127.0.0.1', resolve));
-  return store;
-}
 
 async function integrations() {
   return (await api('GET', '/api/integrations')).data;
 }
 
 before(async () => {
-  shop = await startShop();
-  shopUrl = `http://127.0.0.1:${shop.address().port}`;
+  shop = await startShop(GOOD_TOKEN);
+  shopUrl = shop.url;
   server = await startServer();
   api = apiClient(server.base, server.key);
   browser = await launchBrowser();
@@ -55,7 +32,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await new Promise((resolve) => shop?.close(resolve));
+  await shop?.close();
   await server?.stop();
 });
 
@@ -105,7 +82,7 @@ test('refusals are shown beside the field: a bad store URL, a missing secret, a 
   await refused.filter({ hasText: 'refused these credentials' }).waitFor();
   assert.match(await refused.textContent(), /401/);
   assert.equal(await form.locator('.form-error').isVisible(), false);
-  assert.ok(checks.some((c) => c.token === 'shpat_wrong'), 'the server asked the store');
+  assert.ok(shop.calls.some((c) => c.token === 'shpat_wrong'), 'the server asked the store');
   assert.equal((await integrations()).length, 0);
 });
 
