@@ -6,6 +6,12 @@ use clap::Parser;
 use switchyard::config::{Command, VapidCommand};
 use switchyard::{App, Cli, Roles, cli, server, telemetry};
 
+/// mimalloc instead of glibc's malloc: under load both processes spent about a quarter of their
+/// CPU in glibc's allocator (its consolidation and free lists across tokio's threads);
+/// docs/benchmarks.md has the profile and the figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Cli::parse();
     telemetry::init_logging(args.settings.log_format);
