@@ -28,7 +28,9 @@ use crate::integrations::{
     VerifyError,
 };
 use crate::secrets::SecretScope;
-use crate::store::{ConfiguredIntegration, IntegrationRecord, NewIntegration, WorkflowWrite};
+use crate::store::{
+    ConfiguredIntegration, IntegrationRecord, NewIntegration, StoreError, WorkflowWrite,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -362,11 +364,12 @@ async fn sync_managed_workflows(state: &AppState, record: &IntegrationRecord) ->
             is_managed: true,
             integration_id: Some(record.id),
         };
-        state
-            .store
-            .insert_workflow(record.tenant_id, &write)
-            .await?;
-        return Ok(());
+        return match state.store.insert_workflow(record.tenant_id, &write).await {
+            // A configure racing this one installed it first (one live managed workflow per
+            // integration, a unique index): theirs stands.
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
     }
     for workflow in existing {
         toggle_and_resume(
