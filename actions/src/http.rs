@@ -57,6 +57,22 @@ pub enum SendError {
 #[error("building the HTTP client: {0}")]
 pub struct BuildError(String);
 
+/// How a step that could not reach its peer fails: a refused target will be refused every time;
+/// a timeout or a connection failure is worth another attempt.
+impl From<SendError> for crate::ActionError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Blocked(reason @ (GuardError::Address(_) | GuardError::Resolved(_))) => {
+                crate::ActionError::permanent(reason.to_string())
+            }
+            SendError::Blocked(other) => {
+                crate::ActionError::permanent(format!("target not allowed: {other}"))
+            }
+            other => crate::ActionError::retryable(other.to_string()),
+        }
+    }
+}
+
 impl From<BuildError> for crate::builtin::SetupError {
     fn from(e: BuildError) -> Self {
         crate::builtin::SetupError(e.to_string())

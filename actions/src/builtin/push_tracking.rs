@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use super::webhook::{retry_after, status_line};
 use crate::http::{
-    GuardError, GuardedClient, HeaderMap, HeaderValue, Method, OutboundRequest, SendError,
-    StatusCode, Url,
+    GuardedClient, HeaderMap, HeaderValue, Method, OutboundRequest, StatusCode, Url,
 };
 use crate::{Action, ActionError, Outcome, RecordKind, StepContext, StoreConnection};
 
@@ -204,8 +203,7 @@ impl PushTrackingAction {
             let response = self
                 .client
                 .send_capped(existing, NOTES_BYTES, NOTES_BYTES)
-                .await
-                .map_err(send_error)?;
+                .await?;
             check(&response.status, &response.headers, &response.body.kept)?;
             if response.body.kept.contains(&reference) {
                 return Ok(Outcome {
@@ -251,7 +249,7 @@ impl PushTrackingAction {
         &self,
         request: OutboundRequest,
     ) -> Result<crate::http::CappedResponse, ActionError> {
-        let response = self.client.send(request).await.map_err(send_error)?;
+        let response = self.client.send(request).await?;
         check(&response.status, &response.headers, &response.body.kept)?;
         Ok(response)
     }
@@ -268,29 +266,20 @@ fn check(status: &StatusCode, headers: &HeaderMap, body: &str) -> Result<(), Act
         reason.push_str(quoted.trim());
     }
     Err(match *status {
-        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => ActionError::Retryable {
-            reason,
-            after: retry_after(headers, Utc::now()),
-        },
-        s if s.is_server_error() => ActionError::Retryable {
-            reason,
-            after: retry_after(headers, Utc::now()),
-        },
+        s if s == StatusCode::REQUEST_TIMEOUT
+            || s == StatusCode::TOO_MANY_REQUESTS
+            || s.is_server_error() =>
+        {
+            ActionError::Retryable {
+                reason,
+                after: retry_after(headers, Utc::now()),
+            }
+        }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ActionError::permanent(format!(
             "{reason} (the integration's credentials were refused: configure the store again)"
         )),
         _ => ActionError::permanent(reason),
     })
-}
-
-fn send_error(e: SendError) -> ActionError {
-    match e {
-        SendError::Blocked(reason @ (GuardError::Address(_) | GuardError::Resolved(_))) => {
-            ActionError::permanent(reason.to_string())
-        }
-        SendError::Blocked(other) => ActionError::permanent(format!("target not allowed: {other}")),
-        other => ActionError::retryable(other.to_string()),
-    }
 }
 
 fn store_url(store: &StoreConnection, path: &str) -> Result<Url, ActionError> {

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::http::{
-    GuardError, GuardedClient, HeaderMap, HeaderName, HeaderValue, OutboundRequest, SendError,
-    StatusCode, Url,
+    GuardedClient, HeaderMap, HeaderName, HeaderValue, OutboundRequest, StatusCode, Url,
 };
 use crate::sign;
 use crate::{Action, ActionError, Outcome, StepContext, ValidationError};
@@ -283,15 +282,7 @@ impl Action for WebhookAction {
         let url = Url::parse(config.url.trim())
             .map_err(|e| ActionError::permanent(format!("url: not a valid URL: {e}")))?;
         let request = self.request(url, &config, ctx)?;
-        let response = self.client.send(request).await.map_err(|e| match e {
-            SendError::Blocked(reason @ (GuardError::Address(_) | GuardError::Resolved(_))) => {
-                ActionError::permanent(reason.to_string())
-            }
-            SendError::Blocked(other) => {
-                ActionError::permanent(format!("target not allowed: {other}"))
-            }
-            other => ActionError::retryable(other.to_string()),
-        })?;
+        let response = self.client.send(request).await?;
 
         let status = response.status;
         let status_text = status_line(status);

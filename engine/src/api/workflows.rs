@@ -263,7 +263,7 @@ async fn configure(
     responses(
         (status = 200, body = DataEnvelope<ToggleResult>, headers(("ETag" = String, description = "the new version, quoted"))),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope, description = "stale If-Match")),
+        (status = 409, body = ErrorEnvelope, description = "stale If-Match, or a managed workflow (switched only with its integration)")),
     security(("bearer" = [])))]
 async fn toggle(
     State(state): State<AppState>,
@@ -290,7 +290,7 @@ async fn toggle(
     responses(
         (status = 200, body = DataEnvelope<ToggleResult>, headers(("ETag" = String, description = "the new version, quoted"))),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope, description = "stale If-Match")),
+        (status = 409, body = ErrorEnvelope, description = "stale If-Match, or a managed workflow (switched only with its integration)")),
     security(("bearer" = [])))]
 #[allow(dead_code)]
 async fn toggle_post() {}

@@ -680,6 +680,9 @@ pub fn timestamp_value(value: Option<&Value>) -> Value {
 /// The trigger a managed tracking workflow runs on.
 pub const TRACKING_TRIGGER: &str = "shipment_shipped";
 
+/// The field of an inbound event's data naming the integration it came through.
+pub const INTEGRATION_FIELD: &str = "integrationGuid";
+
 /// The managed workflow `settings.pushTracking` installs for an integration (CONTRACT §8): on
 /// `shipment_shipped`, for shipments of this store (their data names it: `integrationGuid`, which
 /// the store's own deliveries carry and a carrier or ERP posting to `/api/events` sets) that have
@@ -699,13 +702,10 @@ pub fn tracking_workflow(
         "entityType": "Shipment",
         "trigger": TRACKING_TRIGGER,
         "actions": [{"type": "push_tracking", "integration": integration}],
-        "conditions": {"integrationGuid": integration},
+        "conditions": {INTEGRATION_FIELD: integration},
         "condition": r#"entity.trackingNumber != () && entity.trackingNumber != """#,
     }))
 }
-
-/// The field of an inbound event's data naming the integration it came through.
-pub const INTEGRATION_FIELD: &str = "integrationGuid";
 
 #[cfg(test)]
 mod tests {
