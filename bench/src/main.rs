@@ -205,6 +205,8 @@ async fn main() -> anyhow::Result<()> {
         args.events, args.concurrency
     );
     let progress = bar(args.events as u64, "posting");
+    let pids: Vec<Option<u32>> = servers.iter().map(Server::pid).collect();
+    let cpu_before = switchyard_bench::CpuSample::take(&pids);
     let started = Instant::now();
     let posted = futures::stream::iter(0..args.events)
         .map(|i| {
@@ -227,6 +229,14 @@ async fn main() -> anyhow::Result<()> {
     let last_received = wait_delivered(&seen, args.events, "deliveries").await?;
     // Delivered means delivered and recorded: the rate runs to the last outcome's commit.
     let last = wait_recorded(&http, &base, &key).await?;
+    let cpu = cpu_before.per_event(
+        &switchyard_bench::CpuSample::take(&pids),
+        args.events,
+        match args.mode {
+            Mode::Sqlite => &["serve"],
+            Mode::Postgres => &["api", "worker"],
+        },
+    );
     let record_lag_ms = last.duration_since(last_received).as_secs_f64() * 1000.0;
     let delivered_secs = last.duration_since(started).as_secs_f64();
     let accepted_rate = args.events as f64 / accepted_secs;
@@ -331,6 +341,7 @@ async fn main() -> anyhow::Result<()> {
         "fixed-rate run               {n} events posted in {posting_secs:.1} s, delivered at {fixed_delivered_rate:.0}/s; p99 first tenth {first_p99:.1} ms, last tenth {last_p99:.1} ms"
     );
     println!("idle latency                 p50 {idle_p50:.1} ms   p99 {idle_p99:.1} ms");
+    println!("CPU ms per event (throughput) {cpu}");
     println!("peak RSS                     {}", rss.join(" + "));
     println!("duplicate deliveries         {duplicates}");
     drop(servers);

@@ -1078,8 +1078,11 @@ impl Store {
         start_executions.dedup();
         execute_for_ids(
             &mut tx,
+            // The state test is a CASE so the planner cannot serve it from `executions_status`:
+            // a plan cached while the table was small otherwise scans every queued execution
+            // (the whole backlog) for each batch (seen with auto_explain; docs/benchmarks.md).
             "UPDATE executions SET status = 'running', updated_at = $1 \
-             WHERE id IN ({ids}) AND status IN ('queued', 'waiting')",
+             WHERE id IN ({ids}) AND CASE status WHEN 'queued' THEN TRUE WHEN 'waiting' THEN TRUE ELSE FALSE END",
             now,
             &start_executions,
         )
@@ -2161,7 +2164,8 @@ async fn release_keys(
                 continue;
             };
             let done = sqlx::query(
-                "UPDATE steps SET status = 'queued', next_run_at = $1 WHERE id = $2 AND status = 'blocked'",
+                "UPDATE steps SET status = 'queued', next_run_at = $1 \
+                 WHERE id = $2 AND CASE status WHEN 'blocked' THEN TRUE ELSE FALSE END",
             )
             .bind(now)
             .bind(step.clone())
