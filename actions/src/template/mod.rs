@@ -192,15 +192,13 @@ fn render_value(
 }
 
 /// Renders one template string within the limits.
-fn render_bounded(
-    env: &Environment<'_>,
+fn render_bounded<'s>(
+    env: &'s Environment<'s>,
     limits: &TemplateLimits,
-    source: &str,
+    source: &'s str,
     root: &minijinja::Value,
 ) -> Result<String, String> {
-    // A clone that lives as long as `source` (compiled templates borrow their source).
-    let env: Environment<'_> = env.clone();
-    let bounded = compile(&env, source, limits)?;
+    let bounded = compile(env, source, limits)?;
     let mut text = String::new();
     {
         let mut out = machinery::make_string_output(&mut text);
