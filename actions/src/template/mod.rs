@@ -202,7 +202,7 @@ fn render_bounded<'s>(
     let mut text = String::new();
     {
         let mut out = machinery::make_string_output(&mut text);
-        Vm::new(&env)
+        Vm::new(env)
             .eval(
                 &bounded.instructions,
                 root.clone(),
